@@ -1,0 +1,276 @@
+"""The one backend switch: array module, FFTs and the fused elementwise kernels.
+
+A backend is chosen by argument, by the ``HQSDEBLUR_BACKEND`` environment
+variable, or automatically (the compiled Cython kernels when they are built,
+else NumPy). Every step asks :func:`backend_for` which backend owns its arrays,
+so CuPy arrays always run on the CuPy backend and the same step code serves
+NumPy and CuPy (SigPy's ``get_array_module`` idea).
+
+Backends
+--------
+numpy
+    Pure NumPy/SciPy (``scipy.fft`` with one worker per core): the readable
+    reference every other backend is tested against.
+cython
+    NumPy arrays, with the elementwise Fourier-domain kernels compiled ahead
+    of time in :mod:`hqsdeblur._ext` (OpenMP where available): no JIT warm-up.
+numba
+    NumPy arrays, the same kernels JIT-compiled with ``parallel=True`` and
+    cached on disk.
+cupy
+    CuPy arrays on the GPU, ``cupy.fft`` (plans cached by CuPy).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import os
+
+import numpy as np
+import scipy.fft
+
+from .errors import BackendError
+
+__all__ = [
+    "Backend",
+    "available_backends",
+    "get_backend",
+    "use_backend",
+    "backend_for",
+    "get_array_module",
+    "to_numpy",
+]
+
+_NAMES = ("numpy", "cython", "numba", "cupy")
+_KERNELS = (
+    "soft_shrink",
+    "soft_shrink_vjp",
+    "feature_update",
+    "feature_update_vjp",
+    "kernel_ls",
+    "kernel_ls_vjp",
+    "reconstruct_gray",
+)
+
+
+class Backend:
+    """Array namespace, FFTs and elementwise kernels of one backend.
+
+    Attributes
+    ----------
+    name : str
+    xp : module
+        ``numpy`` or ``cupy``.
+    kernels : dict
+        Name -> callable for the fused elementwise kernels; the NumPy
+        references fill whatever a compiled backend does not provide.
+    """
+
+    def __init__(self, name, xp, kernels, fft=None):
+        self.name = name
+        self.xp = xp
+        self.kernels = kernels
+        self._fft = fft
+
+    def __repr__(self):
+        return f"Backend({self.name!r})"
+
+    # FFTs: real transforms only (every array in the method is real), all
+    # unnormalised forward / 1/N inverse, over the last two axes.
+    def rfft2(self, a, s=None):
+        if self.xp is np:
+            return scipy.fft.rfft2(a, s=s, workers=_workers())
+        return self._fft.rfft2(a, s=s)
+
+    def irfft2(self, a, s):
+        if self.xp is np:
+            return scipy.fft.irfft2(a, s=s, workers=_workers())
+        return self._fft.irfft2(a, s=s)
+
+    def asarray(self, a, dtype=None):
+        return self.xp.asarray(a, dtype=dtype)
+
+    def __getattr__(self, item):
+        kernels = self.__dict__.get("kernels", {})
+        if item in kernels:
+            return kernels[item]
+        raise AttributeError(item)
+
+
+def _workers():
+    return os.cpu_count() or 1
+
+
+def _reference_kernels():
+    # The readable NumPy references live next to their step; they use only
+    # the array API shared by NumPy and CuPy.
+    from .steps import features, kernel, reconstruct, shrink
+
+    return {
+        "soft_shrink": shrink.soft_shrink_ref,
+        "soft_shrink_vjp": shrink.soft_shrink_vjp_ref,
+        "feature_update": features.feature_update_ref,
+        "feature_update_vjp": features.feature_update_vjp_ref,
+        "kernel_ls": kernel.kernel_ls_ref,
+        "kernel_ls_vjp": kernel.kernel_ls_vjp_ref,
+        "reconstruct_gray": reconstruct.reconstruct_gray_ref,
+    }
+
+
+def _make(name):
+    ref = _reference_kernels()
+    if name == "numpy":
+        return Backend("numpy", np, ref)
+    if name == "cython":
+        try:
+            from ._ext import _elementwise as mod
+        except ImportError as exc:  # not built (e.g. running from a source tree)
+            raise BackendError(
+                "the 'cython' backend is not available: the compiled extension "
+                f"hqsdeblur._ext._elementwise could not be imported ({exc})"
+            ) from None
+        return Backend("cython", np, {**ref, **_pick(mod)})
+    if name == "numba":
+        try:
+            from . import _numba_kernels as mod
+        except ImportError as exc:
+            raise BackendError(f"the 'numba' backend is not available ({exc})") from None
+        return Backend("numba", np, {**ref, **_pick(mod)})
+    if name == "cupy":
+        try:
+            import cupy
+            import cupy.fft
+
+            if cupy.cuda.runtime.getDeviceCount() < 1:
+                raise RuntimeError("no CUDA device")
+        except Exception as exc:  # ImportError, CUDA driver errors
+            raise BackendError(f"the 'cupy' backend is not available ({exc})") from None
+        # The reference kernels are written against the array API shared by
+        # NumPy and CuPy, so they run on the GPU as they are.
+        try:
+            from . import _cupy_kernels as mod
+
+            ref = {**ref, **_pick(mod)}
+        except ImportError:
+            pass
+        return Backend("cupy", cupy, ref, fft=cupy.fft)
+    raise BackendError(f"unknown backend {name!r}; choose one of {', '.join(_NAMES)}")
+
+
+def _pick(mod):
+    return {name: getattr(mod, name) for name in _KERNELS if hasattr(mod, name)}
+
+
+_cache: dict[str, Backend] = {}
+
+
+def get_backend(name: str | None = None) -> Backend:
+    """Return the backend called `name` (default: the active one).
+
+    Parameters
+    ----------
+    name : {'numpy', 'cython', 'numba', 'cupy', 'auto'}, optional
+        ``None`` returns the backend made active by :func:`use_backend`, or the
+        ``HQSDEBLUR_BACKEND`` environment variable, or ``'auto'``.
+
+    Examples
+    --------
+    >>> from hqsdeblur.backend import get_backend
+    >>> get_backend("numpy").name
+    'numpy'
+    """
+    if isinstance(name, Backend):
+        return name
+    if name is None:
+        active = _active.get()
+        if active is not None:
+            return active
+        name = os.environ.get("HQSDEBLUR_BACKEND", "auto") or "auto"
+    name = name.lower()
+    if name == "auto":
+        name = _auto()
+    if name not in _cache:
+        _cache[name] = _make(name)
+    return _cache[name]
+
+
+def _auto():
+    # Cython first: compiled ahead of time, so no JIT warm-up on the first
+    # image; NumPy when the extension is not built (a source checkout).
+    for name in ("cython", "numpy"):
+        try:
+            get_backend(name)
+            return name
+        except BackendError:
+            continue
+    return "numpy"
+
+
+def available_backends() -> list[str]:
+    """Names of the backends that work on this machine.
+
+    Examples
+    --------
+    >>> import hqsdeblur
+    >>> "numpy" in hqsdeblur.available_backends()
+    True
+    """
+    out = []
+    for name in _NAMES:
+        try:
+            get_backend(name)
+            out.append(name)
+        except BackendError:
+            pass
+    return out
+
+
+_active: contextvars.ContextVar = contextvars.ContextVar("hqsdeblur_backend", default=None)
+
+
+@contextlib.contextmanager
+def use_backend(name):
+    """Context manager making `name` the active backend.
+
+    Examples
+    --------
+    >>> from hqsdeblur.backend import use_backend, get_backend
+    >>> with use_backend("numpy"):
+    ...     get_backend().name
+    'numpy'
+    """
+    token = _active.set(get_backend(name))
+    try:
+        yield _active.get()
+    finally:
+        _active.reset(token)
+
+
+def get_array_module(*arrays):
+    """``cupy`` if any argument is a CuPy array, else ``numpy``."""
+    for a in arrays:
+        mod = type(a).__module__
+        if mod.startswith("cupy"):
+            import cupy
+
+            return cupy
+    return np
+
+
+def backend_for(*arrays) -> Backend:
+    """The backend that owns `arrays`: CuPy arrays force 'cupy'; otherwise
+    the active CPU backend."""
+    if get_array_module(*arrays) is not np:
+        return get_backend("cupy")
+    be = get_backend()
+    if be.xp is not np:  # active backend is cupy but the data is on the host
+        return get_backend("numpy")
+    return be
+
+
+def to_numpy(a):
+    """Copy `a` to the host if it lives on a GPU."""
+    if get_array_module(a) is np:
+        return np.asarray(a)
+    return a.get()

@@ -1,0 +1,204 @@
+"""Kernel update: Fourier-domain least squares, then the kernel constraint.
+
+Least squares (per frequency, summed over the C feature channels)::
+
+    Kt = (rho * sum_c conj(Z_c) Y_c + P) / (rho * sum_c |Z_c|^2 + 1)
+
+minimises ``rho/2 sum_c ||z_c * k - y_c||^2 + 1/2 ||k - p||^2``: with ``P``
+the previous kernel's spectrum it is the published proximal update; with
+``P = 0`` and ``rho = 1/gamma`` it is ridge regression
+``sum conj(Z) Y / (sum |Z|^2 + gamma)``.
+
+Constraints ``k >= 0, sum k = 1`` on the kernel window, two variants:
+
+* :func:`project_simplex` - the exact Euclidean projection (sort based);
+* :func:`soft_threshold_normalize` - the published network's rule: subtract a
+  learned fraction of a log-sum-exp soft maximum, ReLU, normalise.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..backend import backend_for
+from .fourier import embed, embed_adjoint, half_weights
+
+__all__ = [
+    "kernel_ls",
+    "kernel_ls_vjp",
+    "project_simplex",
+    "project_simplex_vjp",
+    "soft_threshold_normalize",
+    "soft_threshold_normalize_vjp",
+    "center_of_mass_shift",
+    "shift_kernel",
+]
+
+
+def kernel_ls_ref(Z, Y, P, rho):
+    num = rho * (Z.conj() * Y).sum(axis=0)
+    if P is not None:
+        num = num + P
+    den = rho * (Z.real**2 + Z.imag**2).sum(axis=0) + 1
+    return num / den
+
+
+def kernel_ls_vjp_ref(Z, Y, P, rho, Kt, Ktbar, full_shape):
+    xp = backend_for(Z).xp
+    den = rho * (Z.real**2 + Z.imag**2).sum(axis=0) + 1
+    kd = Ktbar / den
+    Ybar = rho * Z * kd
+    Pbar = kd
+    Zbar = rho * (kd.conj() * (Y - Kt * Z) - kd * Kt.conj() * Z)
+    dK = ((Z.conj() * Y).sum(axis=0) - Kt * (Z.real**2 + Z.imag**2).sum(axis=0)) / den
+    m = half_weights(full_shape, xp, dtype=Z.real.dtype)
+    rho_bar = ((Ktbar.conj() * dK).real * m).sum() / (full_shape[0] * full_shape[1])
+    return Zbar, Ybar, Pbar, rho_bar
+
+
+def kernel_ls(Z, Y, P, rho):
+    """Kernel least squares in the Fourier domain (see module docstring).
+
+    Parameters
+    ----------
+    Z, Y : (C, F1, F2) complex
+        Spectra of the sparse features and of the filtered observation.
+    P : (F1, F2) complex or None
+        Spectrum of the proximal target (previous kernel), or None for 0.
+    rho : float
+        Data weight.
+    """
+    return backend_for(Z).kernels["kernel_ls"](Z, Y, P, rho)
+
+
+def kernel_ls_vjp(Z, Y, P, rho, Kt, Ktbar, full_shape):
+    """VJP of :func:`kernel_ls`: ``(Zbar, Ybar, Pbar, rho_bar)``."""
+    return backend_for(Z).kernels["kernel_ls_vjp"](Z, Y, P, rho, Kt, Ktbar, tuple(full_shape))
+
+
+# --- exact projection onto the simplex -------------------------------------
+
+
+def project_simplex(v, *, mask=None):
+    """Euclidean projection of `v` onto ``{k >= 0, sum k = 1}``.
+
+    Sort-based, O(n log n) (Held, Wolfe & Crowder 1974; Duchi et al. 2008).
+    `mask` (bool, same shape) restricts the support: entries outside it are 0.
+
+    Examples
+    --------
+    >>> project_simplex(np.array([[0.5, 0.8], [-0.2, 0.1]]))
+    array([[0.35, 0.65],
+           [0.  , 0.  ]])
+    """
+    xp = backend_for(v).xp
+    flat = v.reshape(-1)
+    if mask is not None:
+        flat = xp.where(mask.reshape(-1), flat, -xp.inf)
+    u = xp.sort(flat)[::-1]
+    finite = xp.isfinite(u)
+    u = xp.where(finite, u, 0)
+    css = xp.cumsum(u) - 1
+    idx = xp.arange(1, u.size + 1, dtype=v.dtype)
+    cond = (u - css / idx > 0) & finite
+    r = int(xp.nonzero(cond)[0][-1]) + 1
+    tau = css[r - 1] / r
+    return xp.maximum(flat - tau, 0).reshape(v.shape)
+
+
+def project_simplex_vjp(k, kbar):
+    """VJP of :func:`project_simplex` at the output `k`.
+
+    On the support S = {k > 0} the Jacobian is ``I - 1 1^T / |S|``; zero
+    elsewhere (valid away from the kinks where an entry is exactly at 0).
+    """
+    xp = backend_for(k).xp
+    S = k > 0
+    n = S.sum()
+    mean = (kbar * S).sum() / xp.maximum(n, 1)
+    return xp.where(S, kbar - mean, 0)
+
+
+# --- the published soft-maximum threshold rule ------------------------------
+
+
+def soft_threshold_normalize(kt, kernel_bias, window, *, temperature=100.0, eps=1e-8, delta_dtype=None):
+    """The published kernel constraint (reference spec section 5.3, steps 8-10).
+
+    ``m = log(sum exp(T kt)) / T`` over the whole grid; ``k' = relu(kt[window]
+    - kernel_bias * m)``; ``k = (k' + eps delta) / (sum k' + eps)``.
+
+    Parameters
+    ----------
+    kt : (Hf, Wf) real
+        Least-squares kernel on the full FFT grid (kernel at the top-left).
+    kernel_bias : float
+        Threshold fraction (already multiplied by its scale factor).
+    window : (int, int)
+        Kernel window (Hk, Wk), cropped from the top-left.
+
+    Returns
+    -------
+    k : (Hk, Wk) array
+    m : float (the soft maximum)
+    """
+    xp = backend_for(kt).xp
+    Hk, Wk = window
+    mx = kt.max()
+    m = mx + xp.log(xp.exp(temperature * (kt - mx)).sum()) / temperature
+    r = kt[:Hk, :Wk] - kernel_bias * m
+    kp = xp.maximum(r, 0)
+    delta = xp.zeros((Hk, Wk), dtype=delta_dtype or kt.dtype)
+    delta[Hk // 2, Wk // 2] = eps
+    k = (kp + delta.astype(kt.dtype)) / (kp.sum() + eps)
+    return k, m
+
+
+def soft_threshold_normalize_vjp(kt, kernel_bias, window, k, m, kbar, *, temperature=100.0, eps=1e-8):
+    """VJP of :func:`soft_threshold_normalize`: ``(kt_bar, kernel_bias_bar)``."""
+    xp = backend_for(kt).xp
+    Hk, Wk = window
+    r = kt[:Hk, :Wk] - kernel_bias * m
+    kp = xp.maximum(r, 0)
+    s = kp.sum() + eps
+    kp_bar = (kbar - (kbar * k).sum()) / s
+    r_bar = xp.where(r > 0, kp_bar, 0)
+    rsum = r_bar.sum()
+    m_bar = -kernel_bias * rsum
+    b_bar = -m * rsum
+    p = xp.exp(temperature * (kt - m))  # softmax weights = dm/dkt
+    kt_bar = m_bar * p
+    kt_bar[:Hk, :Wk] += r_bar
+    return kt_bar, b_bar
+
+
+# --- centring ------------------------------------------------------------------
+
+
+def center_of_mass_shift(k):
+    """Integer shift (dy, dx) that moves the centre of mass of `k` to the
+    window centre (kh//2, kw//2)."""
+    xp = backend_for(k).xp
+    kh, kw = k.shape
+    s = k.sum()
+    if not float(s) > 0:
+        return (0, 0)
+    iy = xp.arange(kh, dtype=k.dtype)
+    ix = xp.arange(kw, dtype=k.dtype)
+    cy = float((k.sum(axis=1) * iy).sum() / s)
+    cx = float((k.sum(axis=0) * ix).sum() / s)
+    return (int(round(kh // 2 - cy)), int(round(kw // 2 - cx)))
+
+
+def shift_kernel(k, shift):
+    """Shift `k` by integer (dy, dx) inside its window, zero fill (mass that
+    leaves the window is dropped and the kernel renormalised)."""
+    xp = backend_for(k).xp
+    dy, dx = shift
+    kh, kw = k.shape
+    out = xp.zeros_like(k)
+    ys, yd = (slice(0, kh - dy), slice(dy, kh)) if dy >= 0 else (slice(-dy, kh), slice(0, kh + dy))
+    xs, xd = (slice(0, kw - dx), slice(dx, kw)) if dx >= 0 else (slice(-dx, kw), slice(0, kw + dx))
+    out[yd, xd] = k[ys, xs]
+    s = out.sum()
+    return out / s if float(s) > 0 else k
