@@ -18,12 +18,11 @@ Conventions
 
 from __future__ import annotations
 
-import os
 import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import numpy as np
 from scipy import signal
@@ -185,7 +184,7 @@ def linear_kernel(length, angle_deg, *, size=None, supersample=8):
     Example
     -------
     >>> k = linear_kernel(9, 30)
-    >>> k.shape, round(k.sum(), 12)
+    >>> k.shape, round(float(k.sum()), 12)
     ((11, 11), 1.0)
     """
     length = float(length)
@@ -309,7 +308,7 @@ def shake_kernel(rng, *, size=45, min_extent=5.0, max_extent=None, n_steps=256,
     Example
     -------
     >>> k = shake_kernel(np.random.default_rng(0), size=31)
-    >>> k.shape, round(k.sum(), 12)
+    >>> k.shape, round(float(k.sum()), 12)
     ((31, 31), 1.0)
     """
     size = int(size)
@@ -427,7 +426,7 @@ def augment_kernel(k, rng):
 
     Example
     -------
-    >>> augment_kernel(np.eye(3) / 3, np.random.default_rng(0)).sum()
+    >>> float(augment_kernel(np.eye(3) / 3, np.random.default_rng(0)).sum())
     1.0
     """
     return np.ascontiguousarray(_dihedral(np.asarray(k), int(rng.integers(8))))

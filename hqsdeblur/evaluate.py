@@ -22,7 +22,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import metrics as _m
-from .metrics import InputError
+from .errors import InputError, OutputError
 
 __all__ = [
     "DATASETS",
@@ -447,7 +447,7 @@ def write_report(path, rows, summary, **extra):
     """Write ``{"summary": ..., "rows": [...], **extra}`` as JSON, atomically.
 
     Non-finite floats are written as ``Infinity``/``NaN`` (Python's json
-    default). The file is written to a temporary name in the same folder and
+    default). Raises :class:`~hqsdeblur.errors.OutputError` on failure. The file is written to a temporary name in the same folder and
     moved into place with :func:`os.replace`.
 
     Example
@@ -456,4 +456,8 @@ def write_report(path, rows, summary, **extra):
     """
     doc = {"summary": _jsonable(summary), "rows": _jsonable(rows)}
     doc.update(_jsonable(extra))
-    _atomic_write_text(path, json.dumps(doc, indent=1))
+    text = json.dumps(doc, indent=1)
+    try:
+        _atomic_write_text(path, text)
+    except OSError as exc:
+        raise OutputError(f"cannot write report {path}: {exc}") from exc

@@ -303,3 +303,15 @@ def test_reconstruct_colour_vjp_and_gray_consistency(be):
     Xg = reconstruct.reconstruct(spec[0][:1], spec[1], spec[2][:, :1], spec[3], eta)
     Xs = reconstruct.reconstruct(spec[0][0], spec[1], spec[2][:, 0], spec[3], eta)
     assert np.allclose(to_numpy(Xg[0]), to_numpy(Xs), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("grid,off", [((20, 17), (4, 5)), ((9, 8), (0, 0)), ((30, 12), (8, 2))])
+def test_periodic_extend_adjoint_and_content(be, grid, off):
+    from hqsdeblur.steps import border
+
+    xp = be.xp
+    dot_test(lambda a: border.periodic_extend(a, grid, off), lambda b: border.periodic_extend_adjoint(b, (2, 9, 8), grid, off), (2, 9, 8), (2,) + grid, xp=xp)
+    y = rng_arr(xp, (9, 8), 1)
+    e = to_numpy(border.periodic_extend(y, grid, off))
+    r = np.roll(e, (-off[0], -off[1]), axis=(0, 1))
+    assert np.array_equal(r[:9, :8], to_numpy(y))

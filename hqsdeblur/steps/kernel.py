@@ -32,6 +32,7 @@ __all__ = [
     "soft_threshold_normalize_vjp",
     "center_of_mass_shift",
     "shift_kernel",
+    "shift_kernel_adjoint",
 ]
 
 
@@ -202,3 +203,22 @@ def shift_kernel(k, shift):
     out[yd, xd] = k[ys, xs]
     s = out.sum()
     return out / s if float(s) > 0 else k
+
+
+def shift_kernel_adjoint(kbar, shift, k):
+    """VJP of :func:`shift_kernel` at the input `k`."""
+    xp = backend_for(k).xp
+    dy, dx = shift
+    kh, kw = k.shape
+    ys, yd = (slice(0, kh - dy), slice(dy, kh)) if dy >= 0 else (slice(-dy, kh), slice(0, kh + dy))
+    xs, xd = (slice(0, kw - dx), slice(dx, kw)) if dx >= 0 else (slice(-dx, kw), slice(0, kw + dx))
+    moved = xp.zeros_like(k)
+    moved[yd, xd] = k[ys, xs]
+    s = moved.sum()
+    if not float(s) > 0:
+        return kbar
+    out = moved / s
+    sbar = (kbar - (kbar * out).sum()) / s
+    res = xp.zeros_like(k)
+    res[ys, xs] = sbar[yd, xd]
+    return res

@@ -1,0 +1,460 @@
+"""The unrolled DUBLID network: the HQS iteration with learned per-layer
+filters, thresholds and step weights, its forward pass and its backward pass.
+
+The forward pass follows the published network exactly when ``exact=True``
+(reference spec section 5: reflect-padded cascade of 3x3 filters, features
+consumed in reverse order, zero-padded observation, FFT grid rounded to
+multiples of 64, soft-maximum kernel threshold). The default fast mode
+computes the same iteration with the cascade composed into effective filters
+applied in the Fourier domain, smooth FFT sizes, a smooth periodic border
+(no dark ringing frame) and a re-centred kernel (output aligned with the
+input).
+
+Parameters (a dict of arrays, the "parameter groups"):
+
+==============  ==============  ==========================================
+name            shape           role
+==============  ==============  ==========================================
+``w0``          (C, Cin, 3, 3)  first filter layer (mean removed in use)
+``w1..w{L-1}``  (C, C, 3, 3)    filter layers 1..L-1
+``bias``        (L + 2, C)      z-thresholds: init, one per layer, final
+``kernel_bias`` (L,)            kernel threshold fractions (x 0.01)
+``kernel_prox`` (L,)            kernel proximal weights rho_t
+``zeta``        (L, C)          feature-update weights (x 10)
+``eta``         (C,)            reconstruction weights (x 10)
+==============  ==============  ==========================================
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from .backend import backend_for, get_backend, use_backend, to_numpy
+from .steps import border as border_ext
+from .steps import features, filters, fourier, kernel, reconstruct, shrink
+
+__all__ = ["UnrolledConfig", "UnrolledModel", "init_params", "param_shapes"]
+
+
+@dataclasses.dataclass(frozen=True)
+class UnrolledConfig:
+    """Architecture of an unrolled network.
+
+    Attributes
+    ----------
+    channels : int
+        Feature channels C.
+    layers : int
+        Unrolled iterations L (= filter layers).
+    filter_size : int
+        Spatial size of every filter (3).
+    kernel_size : int
+        Kernel window (odd).
+    image_channels : int
+        1 (gray) or 3 (colour).
+    """
+
+    channels: int = 16
+    layers: int = 10
+    filter_size: int = 3
+    kernel_size: int = 45
+    image_channels: int = 1
+    prox_scale: float = 10.0
+    kernel_bias_scale: float = 0.01
+    temperature: float = 100.0
+    eps: float = 1e-8
+    fft_multiple: int = 64
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+
+def param_shapes(cfg: UnrolledConfig) -> dict:
+    """Shape of every parameter array of a configuration."""
+    C, L, K = cfg.channels, cfg.layers, cfg.filter_size
+    shapes = {"w0": (C, cfg.image_channels, K, K)}
+    for l in range(1, L):
+        shapes[f"w{l}"] = (C, C, K, K)
+    shapes.update(bias=(L + 2, C), kernel_bias=(L,), kernel_prox=(L,), zeta=(L, C), eta=(C,))
+    return shapes
+
+
+def init_params(cfg: UnrolledConfig, *, seed=0, init="xavier", dtype=np.float64) -> dict:
+    """Initial parameters: Xavier-normal filters (``init='xavier'``) or the
+    classical TV start (``init='tv'``: derivative filters in the first
+    layer, identity-like cascade, a decreasing continuation schedule).
+
+    The non-filter initial values are the published ones (bias 0.02,
+    zeta 1, eta 1, kernel_prox 1, kernel_bias 0).
+    """
+    rng = np.random.default_rng(seed)
+    C, L, K = cfg.channels, cfg.layers, cfg.filter_size
+    p = {}
+    for name, shape in param_shapes(cfg).items():
+        if name.startswith("w"):
+            fan_in = shape[1] * K * K
+            fan_out = shape[0] * K * K
+            p[name] = rng.standard_normal(shape) * np.sqrt(2.0 / (fan_in + fan_out))
+    p["bias"] = np.full((L + 2, C), 0.02)
+    p["kernel_bias"] = np.zeros(L)
+    p["kernel_prox"] = np.ones(L)
+    p["zeta"] = np.ones((L, C))
+    p["eta"] = np.ones(C)
+    if init == "tv":
+        # Derivative filters (and their rotations) in layer 0, the identity
+        # (plus a little noise, so channels can specialise) afterwards;
+        # thresholds decreasing and zeta increasing over the layers, as the
+        # classical continuation does.
+        d = np.zeros((C, cfg.image_channels, K, K))
+        c = K // 2
+        for i in range(C):
+            angle = np.pi * i / C
+            dy, dx = np.sin(angle), np.cos(angle)
+            d[i, :, c, c] = -1.0
+            # bilinear split of the +1 tap along the direction
+            d[i, :, c, c + 1] += max(dx, 0)
+            d[i, :, c, c - 1] += max(-dx, 0)
+            d[i, :, c + 1, c] += abs(dy) * (1 - abs(dx)) + abs(dy) * abs(dx) * 0
+            if dy > 0 and abs(dx) > 0:
+                d[i, :, c + 1, c] += 0
+        p["w0"] = d / cfg.image_channels
+        for l in range(1, L):
+            eye = np.zeros((C, C, K, K))
+            eye[np.arange(C), np.arange(C), c, c] = 1.0
+            p[f"w{l}"] = eye + 0.01 * rng.standard_normal((C, C, K, K))
+        p["bias"] = np.geomspace(0.05, 0.005, L + 2)[:, None] * np.ones((1, C))
+        p["zeta"] = np.geomspace(0.1, 10.0, L)[:, None] * np.ones((1, C))
+    return {k: np.asarray(v, dtype=dtype) for k, v in p.items()}
+
+
+class _Tape:
+    """What the backward pass needs from the forward pass."""
+
+    def __init__(self):
+        self.layers = []
+
+
+class UnrolledModel:
+    """An unrolled network: configuration + parameters (+ metadata).
+
+    Parameters
+    ----------
+    config : UnrolledConfig
+    params : dict of ndarray
+        See the module docstring.
+    meta : dict, optional
+        Free-form metadata (training data, steps, metrics ...).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> cfg = UnrolledConfig(channels=4, layers=2, kernel_size=9)
+    >>> model = UnrolledModel(cfg, init_params(cfg))
+    >>> x, k = model.forward(np.random.default_rng(0).random((32, 40)))
+    >>> x.shape, k.shape, round(float(k.sum()), 6)
+    ((32, 40), (9, 9), 1.0)
+    """
+
+    def __init__(self, config: UnrolledConfig, params: dict, meta: dict | None = None):
+        self.config = config
+        shapes = param_shapes(config)
+        missing = set(shapes) - set(params)
+        if missing:
+            raise ValueError(f"missing parameters: {sorted(missing)}")
+        self.params = {k: np.asarray(params[k]) for k in shapes}
+        self.meta = dict(meta or {})
+        self._cache = {}
+
+    # ------------------------------------------------------------------ utils
+    def _p(self, xp, dtype):
+        key = (xp.__name__, np.dtype(dtype).str)
+        if key not in self._cache:
+            self._cache = {key: {k: xp.asarray(v, dtype=dtype) for k, v in self.params.items()}}
+        return self._cache[key]
+
+    def filters(self, xp, dtype):
+        """The effective first layer A0 (mean removed) and the cascade weights."""
+        p = self._p(xp, dtype)
+        A0 = p["w0"] - p["w0"].mean(axis=(-2, -1), keepdims=True)
+        ws = [filters.flip(A0)] + [p[f"w{l}"] for l in range(1, self.config.layers)]
+        return A0, ws
+
+    # --------------------------------------------------------------- forward
+    def forward(self, y, *, exact=False, border=None, recenter=None, dtype=None, tape=False, backend=None):
+        """Deblur one gray image (or a colour image for a colour model).
+
+        Parameters
+        ----------
+        y : (H, W) or (Cin, H, W) array
+            Observation in [0, 1] (a NumPy or CuPy array).
+        exact : bool
+            Reproduce the published network exactly (reflect-padded cascade,
+            zero-padded observation, 64-multiple FFT grid, no re-centring).
+        border : {'zero', 'smooth'}, optional
+            How the observation is extended to the FFT grid. Default 'zero'
+            when exact else 'smooth' (periodic smooth extension: no dark frame).
+        recenter : bool, optional
+            Move the kernel's centre of mass to the window centre before the
+            reconstruction, so the output is aligned with the input. Default
+            ``not exact``.
+        dtype : numpy dtype, optional
+            float32 (default for float32 input) or float64.
+        tape : bool
+            Also return what :meth:`backward` needs.
+
+        Returns
+        -------
+        x : array like y
+            The deblurred image (not clipped).
+        k : (kernel_size, kernel_size) array
+            The kernel, non-negative, summing to 1.
+        tape : object, only when ``tape=True``.
+        """
+        if backend is not None:
+            with use_backend(backend):
+                return self.forward(y, exact=exact, border=border, recenter=recenter, dtype=dtype, tape=tape)
+        be = backend_for(y)
+        xp = be.xp
+        cfg = self.config
+        if dtype is None:
+            dtype = y.dtype if y.dtype in (np.float32, np.float64) else np.float64
+        y = xp.asarray(y, dtype=dtype)
+        gray_in = y.ndim == 2
+        if gray_in:
+            y = y[None]
+        if border is None:
+            border = "zero" if exact else "smooth"
+        if recenter is None:
+            recenter = not exact
+        Hv, Wv = y.shape[-2:]
+        Hk = Wk = cfg.kernel_size
+        h = Hk // 2
+        pad = Hk - 1
+        S = fourier.fft_shape((Hv, Wv), pad=pad, multiple=cfg.fft_multiple if exact else None)
+        p = self._p(xp, dtype)
+        A0, ws = self.filters(xp, dtype)
+        L, C = cfg.layers, cfg.channels
+
+        # The observation on the FFT grid, content at (pad, pad).
+        if border == "zero":
+            ygrid = fourier.embed(y, S, (pad, pad))
+        elif border == "smooth":
+            ygrid = border_ext.periodic_extend(y, S, (pad, pad))
+        else:
+            raise ValueError(f"unknown border {border!r}")
+
+        # Features of every layer, as spectra on the grid.
+        T = _Tape() if tape else None
+        if exact or border == "zero":
+            outs = filters.cascade(y, ws)
+            Yspec = [be.rfft2(fourier.embed(F, S, (pad, pad))) for F in outs]
+            if T is not None:
+                T.outs = outs
+        else:
+            # Composed effective filters, applied to the periodic grid image in
+            # the Fourier domain: one product per layer, no FFT.
+            outs = None
+            eff = filters.compose_cascade(ws)
+            Yg = be.rfft2(ygrid)
+            Yspec = []
+            for l, e in enumerate(eff):
+                r = e.shape[-1] // 2
+                E = fourier.psf2otf(filters.flip(e), S, centre=(r, r))  # correlation = conv with flipped
+                Yspec.append((E * Yg[None]).sum(axis=1))
+            if T is not None:
+                T.eff, T.Yg = eff, Yg
+
+        delta = xp.zeros((Hk, Wk), dtype=dtype)
+        delta[h, h] = 1
+        k = delta
+        u0 = fourier.roll(be.irfft2(Yspec[L - 1], s=S), (-h, -h))
+        z = shrink.soft_shrink(u0, p["bias"][0])
+        Z = be.rfft2(z)
+        if T is not None:
+            T.u0 = u0
+        G = g = None
+        for t in range(L):
+            Y = Yspec[L - 1 - t]
+            K = fourier.psf2otf(k, S, centre=(0, 0))
+            zeta = cfg.prox_scale * p["zeta"][t]
+            Zprev = Z
+            G = features.feature_update(Y, Zprev, K, zeta)
+            g = be.irfft2(G, s=S)
+            z = shrink.soft_shrink(g, p["bias"][t + 1])
+            Z = be.rfft2(z)
+            rho = p["kernel_prox"][t]
+            Kt = kernel.kernel_ls(Z, Y, K, rho)
+            kt = be.irfft2(Kt, s=S)
+            kprev = k
+            k, m = kernel.soft_threshold_normalize(
+                kt, cfg.kernel_bias_scale * p["kernel_bias"][t], (Hk, Wk),
+                temperature=cfg.temperature, eps=cfg.eps,
+                delta_dtype=np.float32 if exact else None,
+            )
+            if T is not None:
+                T.layers.append(dict(Zprev=Zprev, K=K, zeta=zeta, G=G, g=g, Z=Z, rho=rho, Kt=Kt, kt=kt, k=k, m=m, kprev=kprev))
+
+        shift = (0, 0)
+        if recenter:
+            shift = kernel.center_of_mass_shift(k)
+            k = kernel.shift_kernel(k, shift)
+        gfin = shrink.soft_shrink(g, p["bias"][L + 1])
+        if shift != (0, 0):
+            # the features belong to the un-shifted kernel: x moves by -shift
+            gfin = fourier.roll(gfin, (-shift[0], -shift[1]))
+        Gf = be.rfft2(gfin)
+        Y0 = be.rfft2(ygrid)
+        K = fourier.psf2otf(k, S, centre=(0, 0))
+        W = fourier.psf2otf(A0, S, centre=(cfg.filter_size // 2,) * 2)  # (C, Cin, F1, F2)
+        eta = cfg.prox_scale * p["eta"]
+        if gray_in:
+            X = reconstruct.reconstruct(Y0[0], K, W[:, 0], Gf, eta)
+            xg = be.irfft2(X, s=S)
+        else:
+            X = reconstruct.reconstruct(Y0, K, W, Gf, eta)
+            xg = be.irfft2(X, s=S)
+        x = xg[..., h : h + Hv, h : h + Wv]
+        if T is not None:
+            T.__dict__.update(
+                y=y, S=S, exact=exact, border=border, ygrid=ygrid, Yspec=Yspec, gray=gray_in, A0=A0, ws=ws,
+                shift=shift, kfinal=k, gfin=gfin, Gf=Gf, Y0=Y0, Kfin=K, W=W, eta=eta, X=X, dtype=dtype,
+            )
+            return x, k, T
+        return x, k
+
+    # -------------------------------------------------------------- backward
+    def backward(self, T, xbar, kbar=None):
+        """Gradients of a loss with respect to every parameter group.
+
+        Parameters
+        ----------
+        T : tape from ``forward(..., tape=True)``
+        xbar : array like the output image
+            Gradient of the loss with respect to the image.
+        kbar : (kernel_size, kernel_size) array, optional
+            Gradient with respect to the output kernel.
+
+        Returns
+        -------
+        dict name -> array, the same keys and shapes as ``params``.
+        """
+        be = backend_for(T.y)
+        xp = be.xp
+        cfg = self.config
+        p = self._p(xp, T.dtype)
+        L, S = cfg.layers, T.S
+        Hk = cfg.kernel_size
+        h, pad = Hk // 2, Hk - 1
+        Hv, Wv = T.y.shape[-2:]
+        grads = {k: xp.zeros(v.shape, dtype=T.dtype) for k, v in p.items()}
+        if T.shift != (0, 0) and False:
+            pass
+
+        # --- reconstruction
+        xg_bar = fourier.embed(xbar if not T.gray else xbar[None] if xbar.ndim == 2 else xbar, S, (h, h))
+        if T.gray:
+            xg_bar = xg_bar[0]
+        Xbar = be.rfft2(xg_bar)
+        if T.gray:
+            Y0b, Kb, Wb, Gfb, etab = reconstruct.reconstruct_vjp(T.Y0[0], T.Kfin, T.W[:, 0], T.Gf, T.eta, T.X, Xbar, S)
+            Wb = Wb[:, None]
+        else:
+            Y0b, Kb, Wb, Gfb, etab = reconstruct.reconstruct_vjp(T.Y0, T.Kfin, T.W, T.Gf, T.eta, T.X, Xbar, S)
+        grads["eta"] += cfg.prox_scale * etab
+        A0bar = fourier.psf2otf_adjoint(Wb, (3, 3) if cfg.filter_size == 3 else (cfg.filter_size,) * 2, S, centre=(cfg.filter_size // 2,) * 2)
+        k_bar = fourier.psf2otf_adjoint(Kb, (Hk, Hk), S, centre=(0, 0))
+        if kbar is not None:
+            k_bar = k_bar + kbar
+        gfin_bar = be.irfft2(Gfb, s=S)
+        if T.shift != (0, 0):
+            gfin_bar = fourier.roll_adjoint(gfin_bar, (-T.shift[0], -T.shift[1]))
+            # The shift itself is piecewise constant: pass the gradient through.
+            k_bar = kernel.shift_kernel_adjoint(k_bar, T.shift, T.layers[-1]["k"])
+        last = T.layers[-1]
+        g_bar, b_bar = shrink.soft_shrink_vjp(last["g"], p["bias"][L + 1], gfin_bar)
+        grads["bias"][L + 1] += b_bar
+
+        # --- unrolled iterations, in reverse
+        Ybars = [None] * L
+        Zbar = None
+        for t in range(L - 1, -1, -1):
+            r = T.layers[t]
+            li = L - 1 - t
+            Y = T.Yspec[li]
+            # kernel constraint
+            kt_bar, kb_bar = kernel.soft_threshold_normalize_vjp(
+                r["kt"], cfg.kernel_bias_scale * p["kernel_bias"][t], (Hk, Hk), r["k"], r["m"], k_bar,
+                temperature=cfg.temperature, eps=cfg.eps,
+            )
+            grads["kernel_bias"][t] += cfg.kernel_bias_scale * kb_bar
+            Ktbar = be.rfft2(kt_bar)
+            Zb, Yb, Kb_prev, rho_bar = kernel.kernel_ls_vjp(r["Z"], Y, r["K"], r["rho"], r["Kt"], Ktbar, S)
+            grads["kernel_prox"][t] += rho_bar
+            if Zbar is not None:
+                Zb = Zb + Zbar
+            # shrinkage
+            z_bar = be.irfft2(Zb, s=S)
+            gb, b_bar = shrink.soft_shrink_vjp(r["g"], p["bias"][t + 1], z_bar)
+            grads["bias"][t + 1] += b_bar
+            if g_bar is not None:
+                gb = gb + g_bar
+                g_bar = None
+            Gbar = be.rfft2(gb)
+            Yb2, Zbar, Kb2, zeta_bar = features.feature_update_vjp(Y, r["Zprev"], r["K"], r["zeta"], r["G"], Gbar, S)
+            grads["zeta"][t] += cfg.prox_scale * zeta_bar
+            Ybars[li] = Yb + Yb2
+            K_bar = Kb_prev + Kb2
+            k_bar = fourier.psf2otf_adjoint(K_bar, (Hk, Hk), S, centre=(0, 0))  # cotangent of k_{t-1}
+
+        # --- initial z
+        u_bar, b_bar = shrink.soft_shrink_vjp(T.u0, p["bias"][0], be.irfft2(Zbar, s=S))
+        grads["bias"][0] += b_bar
+        Ybars[L - 1] = Ybars[L - 1] + be.rfft2(fourier.roll_adjoint(u_bar, (-h, -h)))
+
+        # --- features
+        Cin = T.y.shape[0]
+        if T.outs is not None if hasattr(T, "outs") else False:
+            Fbars = [fourier.embed_adjoint(be.irfft2(Yb, s=S), (Hv, Wv), (pad, pad)) for Yb in Ybars]
+            _, wbars = filters.cascade_vjp(T.y, T.ws, T.outs, Fbars)
+        else:
+            # Y_l = sum_cin E_l[:, cin] * Yg[cin]; cotangent of the effective filter
+            # spectrum is Ybar * conj(Yg) (complex-linear in E).
+            ebars = []
+            for l, e in enumerate(T.eff):
+                Eb = Ybars[l][:, None] * T.Yg[None].conj()
+                r_ = e.shape[-1] // 2
+                ebars.append(filters.flip(fourier.psf2otf_adjoint(Eb, e.shape[-2:], S, centre=(r_, r_))))
+            wbars = _compose_cascade_vjp(T.ws, T.eff, ebars, xp)
+        A0bar = A0bar + filters.flip(wbars[0])
+        for l in range(1, L):
+            grads[f"w{l}"] += wbars[l]
+        grads["w0"] += A0bar - A0bar.mean(axis=(-2, -1), keepdims=True)
+        return grads
+
+
+def _compose_cascade_vjp(ws, eff, ebars, xp):
+    """VJP of :func:`filters.compose_cascade` (cotangents of every layer's
+    effective filter -> cotangents of the cascade weights)."""
+    L = len(ws)
+    wbars = [None] * L
+    acc = None
+    for l in range(L - 1, 0, -1):
+        acc = ebars[l] if acc is None else acc + ebars[l]
+        w = ws[l]
+        prev = eff[l - 1]
+        cout, cmid, kh, kw = w.shape
+        eh, ew = prev.shape[-2:]
+        wb = xp.zeros_like(w)
+        pb = xp.zeros_like(prev)
+        for a in range(kh):
+            for b in range(kw):
+                blk = acc[:, :, a : a + eh, b : b + ew]
+                wb[:, :, a, b] = xp.einsum("ocij,mcij->om", blk, prev)
+                pb += xp.einsum("om,ocij->mcij", w[:, :, a, b], blk)
+        wbars[l] = wb
+        acc = pb
+    acc = ebars[0] if acc is None else acc + ebars[0]
+    wbars[0] = acc
+    return wbars
