@@ -1,0 +1,145 @@
+"""The unrolled network: parity with the published model, end-to-end
+gradient check, model files."""
+
+import os
+
+import numpy as np
+import pytest
+
+from hqsdeblur.backend import to_numpy, use_backend
+from hqsdeblur.errors import ModelError
+from hqsdeblur.model_io import load_model, save_model
+from hqsdeblur.unrolled import UnrolledConfig, UnrolledModel, init_params
+
+PARITY = ["parity_000_00", "parity_005_00", "parity_050_01", "parity_100_02", "parity_150_03"]
+
+
+@pytest.fixture(scope="module")
+def published(request):
+    from conftest import SHARED
+
+    path = os.path.join(SHARED, "reference", "dublid_linear_16c10l.npz")
+    if not os.path.exists(path):
+        pytest.skip("../shared/reference is absent")
+    return load_model(path)
+
+
+def _parity(name):
+    from conftest import SHARED
+
+    return np.load(os.path.join(SHARED, "reference", name + ".npz"))
+
+
+@pytest.mark.parametrize("name", PARITY)
+def test_parity_float64(published, name):
+    d = _parity(name)
+    x, k, T = published.forward(d["blurred"].astype(np.float64), exact=True, tape=True, backend="numpy")
+    assert np.abs(x - d["image"]).max() < 1e-5
+    assert np.abs(k - d["kernel"]).max() < 1e-6
+    if "kernel_layers" in d:
+        for t, layer in enumerate(T.layers):
+            assert np.abs(layer["k"] - d["kernel_layers"][t]).max() < 1e-6, t
+            assert abs(float(layer["m"]) - float(d["k_max_layers"][t])) < 1e-6
+
+
+@pytest.mark.parametrize("name", PARITY)
+def test_parity_float32(published, backend, name):
+    if backend.name == "cupy":
+        pass  # same tolerance on the GPU
+    d = _parity(name)
+    y = backend.xp.asarray(d["blurred"])
+    with use_backend(backend.name):
+        x, k = published.forward(y, exact=True)
+    assert x.dtype == np.float32
+    assert np.abs(to_numpy(x) - d["image"]).max() < 1e-4
+    assert np.abs(to_numpy(k) - d["kernel"]).max() < 1e-5
+
+
+def _tiny(seed=1):
+    cfg = UnrolledConfig(channels=3, layers=3, kernel_size=9)
+    p = init_params(cfg, seed=seed)
+    p["kernel_bias"] = np.array([0.5, 1.0, 2.0])
+    p["bias"] = p["bias"] * 0.5
+    return cfg, p
+
+
+@pytest.mark.parametrize("exact", [True, False])
+def test_end_to_end_gradient(exact):
+    """Every parameter group against central differences, float64."""
+    cfg, p = _tiny()
+    rng = np.random.default_rng(0)
+    y = rng.random((32, 30))
+    xt = rng.random((32, 30))
+    kt = rng.random((9, 9))
+    kt /= kt.sum()
+
+    def loss(params):
+        x, k = UnrolledModel(cfg, params).forward(y, exact=exact, backend="numpy")
+        return 0.5 * ((x - xt) ** 2).sum() + 50 * ((k - kt) ** 2).sum()
+
+    m = UnrolledModel(cfg, p)
+    x, k, T = m.forward(y, exact=exact, tape=True, backend="numpy")
+    g = m.backward(T, x - xt, 100 * (k - kt))
+    assert set(g) == set(p)
+    for name in p:
+        d = rng.standard_normal(p[name].shape)
+        h = 1e-6
+        num = (loss({**p, name: p[name] + h * d}) - loss({**p, name: p[name] - h * d})) / (2 * h)
+        ana = float((g[name] * d).sum())
+        assert abs(num - ana) / max(abs(num), abs(ana)) < 1e-6, (name, num, ana)
+
+
+def test_model_roundtrip_and_corruption(tmp_path):
+    cfg, p = _tiny()
+    m = UnrolledModel(cfg, p, {"training": {"steps": 3}})
+    f = tmp_path / "m.npz"
+    save_model(f, m)
+    m2 = load_model(f)
+    assert m2.config == cfg and m2.meta["training"]["steps"] == 3
+    for k in p:
+        assert np.array_equal(m2.params[k], p[k])
+    with pytest.raises(Exception):
+        save_model(f, m)  # exists, no overwrite
+    # truncated file
+    raw = f.read_bytes()
+    bad = tmp_path / "trunc.npz"
+    bad.write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(ModelError):
+        load_model(bad)
+    # not an npz
+    txt = tmp_path / "text.npz"
+    txt.write_text("hello")
+    with pytest.raises(ModelError):
+        load_model(txt)
+    # changed values -> checksum mismatch; missing / extra arrays; wrong shape
+    with np.load(f, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    cases = {
+        "checksum": {**arrays, "eta": arrays["eta"] + 1},
+        "missing": {k: v for k, v in arrays.items() if k != "zeta"},
+        "extra": {**arrays, "junk": np.zeros(2)},
+        "shape": {**arrays, "eta": np.zeros(5)},
+        "header": {**arrays, "__meta__": np.array("{not json")},
+    }
+    for what, arr in cases.items():
+        g = tmp_path / f"{what}.npz"
+        np.savez(g, **arr)
+        with pytest.raises(ModelError) as exc:
+            load_model(g)
+        assert str(g) in str(exc.value)
+    with pytest.raises(ModelError):
+        load_model(tmp_path / "nope.npz")
+    with pytest.raises(ModelError):
+        load_model(tmp_path)
+
+
+def test_any_size_and_fast_mode_defaults():
+    cfg, p = _tiny()
+    m = UnrolledModel(cfg, p)
+    rng = np.random.default_rng(3)
+    for shape in [(33, 47), (61, 20), (20, 20)]:
+        y = rng.random(shape).astype(np.float32)
+        x, k = m.forward(y)
+        assert x.shape == shape and x.dtype == np.float32
+        assert abs(float(k.sum()) - 1) < 1e-5 and float(k.min()) >= 0
+        assert np.all(np.isfinite(x))
