@@ -540,7 +540,9 @@ def _target_kind(path, overwrite):
     if not stat.S_ISREG(st.st_mode):
         return "special"
     if not overwrite:
-        raise OutputError(f"{path} already exists; pass overwrite=True (--overwrite) to replace it.")
+        raise OutputError(
+            f"{path} already exists; pass overwrite=True (--overwrite) to replace it."
+        )
     return "file"
 
 

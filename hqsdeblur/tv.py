@@ -9,7 +9,7 @@ default, any filter bank allowed), each outer iteration alternates
    :func:`hqsdeblur.steps.features.feature_update` (one Fourier-domain solve,
    ``zeta = 1/beta``) and a shrinkage, while ``beta`` grows geometrically.
    ``R`` is the L0 norm of the gradient magnitude (hard threshold
-   ``|g|^2 > 2 lam / beta``, Xu, Zheng & Jia 2013; default) or its L1 norm
+   ``|g|^2 > lam / beta``, Xu, Zheng & Jia 2013; default) or its L1 norm
    (isotropic soft threshold, total variation, Perrone & Favaro 2014). The
    result keeps only salient edges: it is the "unnatural" intermediate the
    kernel is fitted to, not the final image;
@@ -44,6 +44,7 @@ from .errors import InputError
 from .nonblind import _prepare, _resolve_backend, deconvolve, derivative_otfs
 from .steps import fourier
 from .steps.features import feature_update
+from .steps.reconstruct import reconstruct
 from .steps.kernel import center_of_mass_shift, kernel_ls, project_simplex, shift_kernel
 
 __all__ = ["blind_deconvolve", "estimate_kernel", "pyramid_sizes", "DEFAULTS"]
@@ -64,6 +65,7 @@ DEFAULTS = dict(
     threshold=0.05,  # kernel entries below threshold * max are removed
     min_component=0.02,  # components lighter than this fraction are removed
     constraint="clip",  # 'clip' (clip negatives, renormalise) or 'simplex'
+    latent="image",  # 'image' (sparse-gradient image) or 'gradient' (features)
     scale_factor=1 / math.sqrt(2),
     coarsest=5,  # kernel size at the coarsest level (>= 3)
 )
@@ -96,7 +98,7 @@ def _odd_resize_kernel(k, size):
     kh = k.shape[0]
     if kh == size:
         return k
-    z = ndimage.zoom(k, size / kh, order=1, mode="constant", grid_mode=True)
+    z = ndimage.zoom(k, size / kh, order=1, mode="grid-constant", grid_mode=True)
     out = np.zeros((size, size))
     h = min(size, z.shape[0])
     w = min(size, z.shape[1])
@@ -155,14 +157,39 @@ def _latent(Y, Z, K, be, grid, *, lam, betas, prior):
         g = be.irfft2(G, s=grid)
         mag2 = (g * g).sum(axis=0)
         if prior == "l0":
-            # min_z beta/2 |g - z|^2 + lam [z != 0] (joint over channels)
-            z = g * (mag2 > 2 * lam / beta)
+            # min_z beta |g - z|^2 + lam [z != 0], joint over the channels
+            z = g * (mag2 > lam / beta)
         else:
             # isotropic soft threshold by lam / beta
             mag = xp.sqrt(mag2)
             z = g * (xp.maximum(mag - lam / beta, 0) / xp.maximum(mag, 1e-12))
         Z = be.rfft2(z)
     return z, Z
+
+
+def _latent_image(Y0, D, K, be, grid, *, lam, betas, prior):
+    """HQS for a latent image with sparse gradients (Xu et al. 2013):
+    ``x``-step by :func:`~hqsdeblur.steps.reconstruct.reconstruct`, sparse
+    step on ``d_c * x``. Returns the spectra ``D X`` of its gradients."""
+    xp = be.xp
+    C = D.shape[0]
+    X = Y0
+    for beta in betas:
+        g = be.irfft2(D * X[None], s=grid)
+        z = _shrink_joint(g, lam, beta, prior, xp)
+        eta = xp.full((C,), beta, dtype=Y0.real.dtype)
+        X = reconstruct(Y0, K, D, be.rfft2(z), eta)
+    return D * X[None]
+
+
+def _shrink_joint(g, lam, beta, prior, xp):
+    mag2 = (g * g).sum(axis=0)
+    if prior == "l0":
+        # min_z beta |g - z|^2 + lam [z != 0], joint over the channels
+        return g * (mag2 > lam / beta)
+    # isotropic soft threshold by lam / beta
+    mag = xp.sqrt(mag2)
+    return g * (xp.maximum(mag - lam / beta, 0) / xp.maximum(mag, 1e-12))
 
 
 def estimate_kernel(
@@ -246,7 +273,10 @@ def estimate_kernel(
             while b < p["beta_max"]:
                 betas.append(b)
                 b *= p["beta_ratio"]
-            _, Z = _latent(Y, xp.zeros_like(Y), K, be, grid, lam=lam, betas=betas, prior=prior)
+            if p["latent"] == "image":
+                Z = _latent_image(FY, Dk, K, be, grid, lam=lam, betas=betas, prior=prior)
+            else:
+                _, Z = _latent(Y, xp.zeros_like(Y), K, be, grid, lam=lam, betas=betas, prior=prior)
             Kt = kernel_ls(Z, Y, None, 1.0 / p["gamma"])
             kt = to_numpy(fourier.otf2psf(Kt, (ks, ks), grid)).astype(np.float64)
             k = _clean_kernel(kt, threshold=p["threshold"], min_component=p["min_component"], constraint=p["constraint"])

@@ -35,7 +35,7 @@ from .backend import backend_for, get_backend, use_backend, to_numpy
 from .steps import border as border_ext
 from .steps import features, filters, fourier, kernel, reconstruct, shrink
 
-__all__ = ["UnrolledConfig", "UnrolledModel", "init_params", "param_shapes"]
+__all__ = ["UnrolledConfig", "UnrolledModel", "init_params", "param_shapes", "reconstruct_channels"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -182,7 +182,7 @@ class UnrolledModel:
         return A0, ws
 
     # --------------------------------------------------------------- forward
-    def forward(self, y, *, exact=False, border=None, recenter=None, dtype=None, tape=False, backend=None):
+    def forward(self, y, *, exact=False, border=None, recenter=None, dtype=None, tape=False, backend=None, return_state=False):
         """Deblur one gray image (or a colour image for a colour model).
 
         Parameters
@@ -203,6 +203,11 @@ class UnrolledModel:
             float32 (default for float32 input) or float64.
         tape : bool
             Also return what :meth:`backward` needs.
+        return_state : bool
+            Also return the small final state (feature spectra, kernel and
+            filter transfer functions) that :func:`reconstruct_channels`
+            needs to reconstruct other images (e.g. colour channels) with the
+            same kernel and features.
 
         Returns
         -------
@@ -214,7 +219,7 @@ class UnrolledModel:
         """
         if backend is not None:
             with use_backend(backend):
-                return self.forward(y, exact=exact, border=border, recenter=recenter, dtype=dtype, tape=tape)
+                return self.forward(y, exact=exact, border=border, recenter=recenter, dtype=dtype, tape=tape, return_state=return_state)
         be = backend_for(y)
         xp = be.xp
         cfg = self.config
@@ -322,6 +327,9 @@ class UnrolledModel:
                 shift=shift, kfinal=k, gfin=gfin, Gf=Gf, Y0=Y0, Kfin=K, W=W, eta=eta, X=X, dtype=dtype,
             )
             return x, k, T
+        if return_state:
+            state = dict(S=S, border=border, pad=pad, h=h, Gf=Gf, K=K, W=W, eta=eta)
+            return x, k, state
         return x, k
 
     # -------------------------------------------------------------- backward
@@ -458,3 +466,34 @@ def _compose_cascade_vjp(ws, eff, ebars, xp):
     acc = ebars[0] if acc is None else acc + ebars[0]
     wbars[0] = acc
     return wbars
+
+
+LUMA = (0.2125, 0.7154, 0.0721)  # skimage rgb2gray weights, as the published preprocessing
+
+
+def reconstruct_channels(state, channels, *, joint=True):
+    """Reconstruct several image channels (n, H, W) with the kernel and the
+    features a gray model found on their luminance.
+
+    ``joint=True`` solves the n x n system per frequency in which the
+    features constrain the luminance of the result (filters ``w_c`` applied
+    to ``sum_j LUMA_j x_j``); ``joint=False`` reconstructs every channel on
+    its own with the same features.
+    """
+    be = backend_for(channels)
+    xp = be.xp
+    S, pad, h = state["S"], state["pad"], state["h"]
+    n, Hv, Wv = channels.shape
+    if state["border"] == "zero":
+        grid = fourier.embed(channels, S, (pad, pad))
+    else:
+        grid = border_ext.periodic_extend(channels, S, (pad, pad))
+    Y0 = be.rfft2(grid)
+    W = state["W"][:, 0]
+    if joint:
+        lw = xp.asarray(LUMA[:n] if n == 3 else (1.0 / n,) * n, dtype=W.real.dtype)
+        Wj = W[:, None] * lw[None, :, None, None]
+        X = reconstruct.reconstruct(Y0, state["K"], Wj, state["Gf"], state["eta"])
+    else:
+        X = xp.stack([reconstruct.reconstruct(Y0[j], state["K"], W, state["Gf"], state["eta"]) for j in range(n)])
+    return be.irfft2(X, s=S)[..., h : h + Hv, h : h + Wv]

@@ -1,0 +1,227 @@
+"""One entry point for blind deblurring: ``hqsdeblur.deblur``.
+
+It validates the input once, picks the method (classical TV or the unrolled
+network), handles colour (kernel from luminance) and large kernels (the
+unrolled network runs on a downscaled image when the kernel would not fit
+its window), and returns the image and the kernel.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from .backend import backend_for, get_backend, to_numpy, use_backend
+from .errors import InputError
+from .validate import as_image, check_finite_output, check_kernel_size
+
+__all__ = ["deblur", "unrolled_deblur", "default_model_path", "load_default_model"]
+
+_MODELS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "models")
+LUMA = np.array([0.2125, 0.7154, 0.0721])
+
+
+def default_model_path():
+    """Path of the model shipped with the package (None if absent)."""
+    p = os.path.join(_MODELS, "hqsdeblur_unrolled.npz")
+    return p if os.path.exists(p) else None
+
+
+_model_cache: dict = {}
+
+
+def load_default_model():
+    path = default_model_path()
+    if path is None:
+        return None
+    if path not in _model_cache:
+        from .model_io import load_model
+
+        _model_cache[path] = load_model(path)
+    return _model_cache[path]
+
+
+def _resolve_model(model):
+    if model is None:
+        m = load_default_model()
+        if m is None:
+            raise InputError("no model given and no model ships with this installation; pass model= (e.g. a .npz file)")
+        return m
+    if isinstance(model, (str, os.PathLike)):
+        from .model_io import load_model
+
+        key = os.path.abspath(os.fspath(model))
+        if key not in _model_cache:
+            _model_cache[key] = load_model(model)
+        return _model_cache[key]
+    return model
+
+
+def deblur(
+    image,
+    *,
+    method="tv",
+    kernel_size=None,
+    channel_axis=None,
+    model=None,
+    exact=False,
+    colour="nonblind",
+    backend=None,
+    progress=None,
+    **options,
+):
+    """Blind deblurring: estimate the blur kernel and the sharp image.
+
+    Parameters
+    ----------
+    image : array_like
+        Blurred image, float in [0, 1] (integers are scaled by their dtype
+        maximum), gray ``(H, W)`` or colour with a channel axis.
+    method : {'tv', 'unrolled'}
+        Classical TV/L0 blind deconvolution (no training), or the unrolled
+        network (`model`).
+    kernel_size : int, optional
+        Odd size of the kernel window. Default: 31 for 'tv'; the model's
+        window (45) for 'unrolled'. Larger kernels make 'unrolled' run on a
+        downscaled copy of the image.
+    channel_axis : int, optional
+        Channel axis of a colour image (default: last axis of size 3 or 4).
+    model : str, path or UnrolledModel, optional
+        For 'unrolled': a model file (ours or the published DUBLID archive)
+        or a loaded model; default the model shipped with the package.
+    exact : bool
+        For 'unrolled': the published network's exact behaviour (zero-padded
+        border, 64-multiple FFT grid, no kernel re-centring).
+    colour : {'nonblind', 'joint', 'per-channel'}
+        For 'unrolled' on colour input, how the channels are recovered once
+        the kernel is estimated on luminance: a non-blind hyper-Laplacian
+        deconvolution of each channel (default), the network's own
+        reconstruction solved jointly, or per channel.
+    backend : str, optional
+        'numpy', 'cython', 'numba' or 'cupy' (default: automatic).
+    **options
+        Passed to :func:`hqsdeblur.blind_deconvolve` for 'tv'.
+
+    Returns
+    -------
+    image : ndarray
+        The deblurred image, same shape and layout as the input, float in
+        [0, 1] (float32 stays float32).
+    kernel : ndarray
+        The estimated kernel (odd square window, non-negative, sum 1).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from hqsdeblur import deblur
+    >>> y = np.random.default_rng(0).random((64, 64))
+    >>> x, k = deblur(y, kernel_size=9)
+    >>> x.shape, k.shape
+    ((64, 64), (9, 9))
+    """
+    if method not in ("tv", "unrolled"):
+        raise InputError(f"unknown method {method!r}; choose 'tv' or 'unrolled'")
+    if colour not in ("nonblind", "joint", "per-channel"):
+        raise InputError(f"unknown colour mode {colour!r}; choose 'nonblind', 'joint' or 'per-channel'")
+    xp_in = backend_for(image).xp if hasattr(image, "__cuda_array_interface__") else np
+    img = as_image(to_numpy(image) if xp_in is not np else image, channel_axis=channel_axis)
+    moved = channel_axis is not None and np.ndim(image) == 3 and img.ndim == 3
+    be = get_backend(backend)
+    with use_backend(be.name):
+        if method == "tv":
+            from .tv import blind_deconvolve
+
+            ks = 31 if kernel_size is None else kernel_size
+            check_kernel_size(ks, img.shape[:2])
+            x, k = blind_deconvolve(img, kernel_size=ks, channel_axis=-1 if img.ndim == 3 else None, backend=be.name, progress=progress, **options)
+        else:
+            x, k = unrolled_deblur(img, model=model, kernel_size=kernel_size, exact=exact, colour=colour)
+    x = np.asarray(to_numpy(x))
+    check_finite_output(x, "the deblurred image")
+    x = np.clip(x, 0, 1).astype(img.dtype, copy=False)
+    if moved:
+        x = np.moveaxis(x, -1, channel_axis)
+    return x, np.asarray(to_numpy(k))
+
+
+def unrolled_deblur(img, *, model=None, kernel_size=None, exact=False, colour="nonblind", dtype=np.float32):
+    """The unrolled network on a validated image (H, W) or (H, W, 3).
+
+    Returns the image (not clipped) and the kernel (numpy arrays).
+    """
+    from .unrolled import UnrolledModel, reconstruct_channels
+
+    model = _resolve_model(model)
+    cfg = model.config
+    window = cfg.kernel_size
+    gray = img.ndim == 2
+    lum = img if gray else img @ LUMA.astype(img.dtype)
+    be = get_backend()
+    xp = be.xp
+    ks = window if kernel_size is None else check_kernel_size(kernel_size, img.shape[:2])
+    scale = 1.0
+    if ks > window:
+        if exact:
+            raise InputError(f"kernel_size {ks} is larger than the model's window {window}; --exact runs at one scale only")
+        scale = window / ks
+    elif ks != window:
+        # the window is not a learned shape: a smaller one is just a config change
+        import dataclasses
+
+        model = UnrolledModel(dataclasses.replace(cfg, kernel_size=ks), model.params, model.meta)
+    check_kernel_size(min(ks, window), lum.shape)
+    if scale < 1:
+        small = _resize(lum, scale)
+        x_s, k_s = model.forward(xp.asarray(small, dtype=dtype))
+        k = _resize_kernel(to_numpy(k_s), ks)
+        from .nonblind import deconvolve
+
+        x = deconvolve(img, k, channel_axis=None if gray else -1)
+        return x, k
+    y = xp.asarray(lum, dtype=dtype)
+    if gray:
+        x, k = model.forward(y, exact=exact)
+        return to_numpy(x), to_numpy(k)
+    x_l, k, state = model.forward(y, exact=exact, return_state=True)
+    k = to_numpy(k)
+    if colour == "nonblind":
+        from .nonblind import deconvolve
+
+        x = deconvolve(img, k, channel_axis=-1)
+    else:
+        chans = xp.asarray(np.moveaxis(img, -1, 0), dtype=dtype)
+        x = np.moveaxis(to_numpy(reconstruct_channels(state, chans, joint=colour == "joint")), 0, -1)
+    return x, k
+
+
+def _resize(img, scale):
+    from scipy import ndimage
+
+    shape = (max(8, int(round(img.shape[0] * scale))), max(8, int(round(img.shape[1] * scale))))
+    sigma = 0.5 / scale * 0.8  # anti-aliasing before decimation
+    sm = ndimage.gaussian_filter(img, sigma, mode="reflect")
+    zy, zx = shape[0] / img.shape[0], shape[1] / img.shape[1]
+    return ndimage.zoom(sm, (zy, zx), order=1, mode="reflect", grid_mode=True)
+
+
+def _resize_kernel(k, size):
+    """Upsample a kernel estimated at a coarse scale to an odd `size` window,
+    non-negative, sum 1, centred."""
+    from scipy import ndimage
+
+    from .steps.kernel import center_of_mass_shift, shift_kernel
+
+    z = ndimage.zoom(k, size / k.shape[0], order=1, mode="grid-constant", grid_mode=True)
+    out = np.zeros((size, size))
+    h, w = min(size, z.shape[0]), min(size, z.shape[1])
+    oy, ox = (size - h) // 2, (size - w) // 2
+    zy, zx = (z.shape[0] - h) // 2, (z.shape[1] - w) // 2
+    out[oy : oy + h, ox : ox + w] = z[zy : zy + h, zx : zx + w]
+    out = np.maximum(out, 0)
+    s = out.sum()
+    if not s > 0:
+        out[size // 2, size // 2] = 1
+        return out
+    out /= s
+    return shift_kernel(out, center_of_mass_shift(out))
