@@ -67,7 +67,7 @@ def clip_grad_norm(grads, max_norm):
     Example
     -------
     >>> g, n = clip_grad_norm({"a": np.array([3.0, 4.0])}, 1.0)
-    >>> n, g["a"].tolist()
+    >>> n, g["a"].round(6).tolist()
     (5.0, [0.6, 0.8])
     """
     norm = global_norm(grads)
@@ -95,7 +95,7 @@ def lr_at(step, *, base_lr, total_steps, warmup=0, schedule="cosine", min_lr=0.0
     Example
     -------
     >>> [round(lr_at(s, base_lr=1.0, total_steps=10, warmup=2), 3) for s in (0, 1, 2, 9)]
-    [0.5, 1.0, 1.0, 0.03]
+    [0.5, 1.0, 1.0, 0.038]
     """
     step = int(step)
     if warmup and step < warmup:

@@ -697,7 +697,7 @@ def add_train_arguments(parser):
 
     Example
     -------
-    >>> p = argparse.ArgumentParser(); add_train_arguments(p)
+    >>> p = add_train_arguments(argparse.ArgumentParser())
     >>> p.parse_args(["--images", "imgs", "--out", "runs/a"]).steps
     1000
     """

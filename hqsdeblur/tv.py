@@ -55,13 +55,13 @@ _LUMA = np.array([0.2125, 0.7154, 0.0721])
 #: :func:`estimate_kernel`). Chosen on the Levin et al. set with one setting
 #: for all images (benchmarks/eval_tv.py).
 DEFAULTS = dict(
-    lam=4e-3,  # initial prior weight at every scale
+    lam=1e-3,  # initial prior weight at every scale
     lam_decay=1 / 1.1,  # per outer iteration
     lam_min=1e-4,
     gamma=2.0,  # kernel ridge weight
     iterations=5,  # outer iterations per scale
-    beta_ratio=2.0,  # beta growth in the latent HQS loop
-    beta_max=1e5,  # largest beta (relative to lam = 1)
+    beta_ratio=4.0,  # beta growth in the latent HQS loop
+    beta_max=1e3,  # largest beta
     threshold=0.05,  # kernel entries below threshold * max are removed
     min_component=0.02,  # components lighter than this fraction are removed
     constraint="clip",  # 'clip' (clip negatives, renormalise) or 'simplex'

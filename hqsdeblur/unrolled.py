@@ -237,7 +237,15 @@ class UnrolledModel:
         Hk = Wk = cfg.kernel_size
         h = Hk // 2
         pad = Hk - 1
-        S = fourier.fft_shape((Hv, Wv), pad=pad, multiple=cfg.fft_multiple if exact else None)
+        if exact or border != "smooth":
+            S = fourier.fft_shape((Hv, Wv), pad=pad, multiple=cfg.fft_multiple if exact else None)
+        else:
+            # The smooth periodic extension makes the circular model exact up
+            # to the blend: one total extension of kernel_size - 1 per axis
+            # (content at (pad, pad), wrapping) is enough.
+            S = _smooth_grid((Hv, Wv), pad)
+        if not (exact or tape or border != "smooth") and gray_in and xp is np and cfg.image_channels == 1:
+            return self._forward_fast(y[0], S, dtype, be, return_state=return_state)
         p = self._p(xp, dtype)
         A0, ws = self.filters(xp, dtype)
         L, C = cfg.layers, cfg.channels
@@ -329,6 +337,169 @@ class UnrolledModel:
             return x, k, T
         if return_state:
             state = dict(S=S, border=border, pad=pad, h=h, Gf=Gf, K=K, W=W, eta=eta)
+            return x, k, state
+        return x, k
+
+    # ------------------------------------------------------------ fast path
+    def _spectra(self, S, dtype):
+        """Parameter-only spectra on the grid `S`, cached until the
+        parameters change (``self._cache`` is reset by the trainer)."""
+        p = self._p(np, dtype)
+        key = ("spectra", tuple(S), np.dtype(dtype).str)
+        hit = self._cache.get(key)
+        if hit is not None:
+            return hit
+        for k_ in [k_ for k_ in self._cache if isinstance(k_, tuple) and k_ and k_[0] == "spectra"]:
+            del self._cache[k_]  # one grid at a time: these are large
+        cfg = self.config
+        L, C, h = cfg.layers, cfg.channels, cfg.kernel_size // 2
+        A0, ws = self.filters(np, dtype)
+        eff = filters.compose_cascade(ws)
+        cdt = np.result_type(dtype, np.complex64)
+        F1, F2 = S[0], S[1] // 2 + 1
+        big = L * C * F1 * F2 * np.dtype(cdt).itemsize > _SPECTRA_CACHE_BYTES
+        out = dict(eff=eff, E=None if big else [None] * L)
+        if not big:
+            for l, e in enumerate(eff):
+                out["E"][l] = _small_otf(e[:, 0], S, (e.shape[-1] // 2,) * 2, sign=+1, dtype=cdt)
+        # the initial features are read with a (-h, -h) circular shift: fold
+        # it into their filter spectra as a phase ramp
+        ramp = _phase(S, (-h, -h), cdt)
+        Einit = (out["E"][L - 1] if not big else _small_otf(eff[L - 1][:, 0], S, (eff[L - 1].shape[-1] // 2,) * 2, sign=+1, dtype=cdt))
+        out["Einit"] = Einit * ramp
+        W = _small_otf(A0[:, 0], S, (cfg.filter_size // 2,) * 2, sign=-1, dtype=cdt)
+        eta = (cfg.prox_scale * p["eta"]).astype(dtype)
+        out["W"], out["eta"] = W, eta
+        out["Wc"] = np.conj(W) * eta[:, None, None]
+        out["den0"] = (eta[:, None, None] * (W.real**2 + W.imag**2)).sum(axis=0)
+        self._cache[key] = out
+        return out
+
+    def _forward_fast(self, y, S, dtype, be, *, return_state=False):
+        """Inference-only fast mode (gray, NumPy arrays, smooth border): the
+        same iteration as the general path, with cached filter spectra,
+        batched FFTs, fused in-place elementwise steps and no rolls."""
+        import scipy.fft as sfft
+
+        from .backend import _workers
+
+        cfg = self.config
+        p = self._p(np, dtype)
+        L, C = cfg.layers, cfg.channels
+        Hk = Wk = cfg.kernel_size
+        h, pad = Hk // 2, Hk - 1
+        Hv, Wv = y.shape
+        sp = self._spectra(S, dtype)
+        wk = _workers()
+        cdt = sp["W"].dtype
+        F1, F2 = S[0], S[1] // 2 + 1
+
+        def E(l):
+            if sp["E"] is not None:
+                return sp["E"][l]
+            e = sp["eff"][l]
+            return _small_otf(e[:, 0], S, (e.shape[-1] // 2,) * 2, sign=+1, dtype=cdt)
+
+        ygrid = border_ext.periodic_extend(y, S, (pad, pad))
+        Yg = sfft.rfft2(ygrid, workers=wk)
+        buf = np.empty((F1, F2), cdt)
+        Yc = np.empty((F1, F2), cdt)
+        d = np.empty((F1, F2), dtype)
+        tmpr = np.empty(tuple(S), dtype)
+
+        def shrink_into(g, b, out):
+            np.clip(g, -b, b, out=out)
+            return np.subtract(g, out, out=out)
+
+        # Channel by channel, so that every temporary stays in cache; the
+        # FFTs of one channel are as fast as batched ones here.
+        rfft2, irfft2 = sfft.rfft2, sfft.irfft2
+        S = tuple(S)
+        Z = []
+        b0 = p["bias"][0]
+        for c in range(C):
+            np.multiply(sp["Einit"][c], Yg, out=buf)
+            u = irfft2(buf, s=S, workers=wk, overwrite_x=True)
+            Z.append(rfft2(shrink_into(u, b0[c], tmpr), workers=wk))
+        k = np.zeros((Hk, Wk), dtype)
+        k[h, h] = 1
+        want_gf = return_state
+        Gf = [None] * C
+        B = np.zeros((F1, F2), cdt)
+        for t in range(L):
+            El = E(L - 1 - t)
+            K = _kernel_otf(k, S, wk)
+            Kc = np.conj(K)
+            K2 = K.real * K.real
+            K2 += K.imag * K.imag
+            zeta = (cfg.prox_scale * p["zeta"][t]).astype(dtype)
+            bt = p["bias"][t + 1]
+            last = t == L - 1
+            num = np.zeros((F1, F2), cdt)
+            den = np.zeros((F1, F2), dtype)
+            for c in range(C):
+                np.multiply(El[c], Yg, out=Yc)
+                # feature update G = (zeta conj(K) Y + Z) / (zeta |K|^2 + 1)
+                np.multiply(Kc, Yc, out=buf)
+                buf *= zeta[c]
+                buf += Z[c]
+                np.multiply(K2, zeta[c], out=d)
+                d += 1
+                np.reciprocal(d, out=d)  # complex / real is slow in NumPy; * (1/real) is not
+                buf *= d
+                g = irfft2(buf, s=S, workers=wk, overwrite_x=True)
+                Zc = rfft2(shrink_into(g, bt[c], tmpr), workers=wk)
+                Z[c] = Zc
+                # kernel LS sums: conj(Z) Y and |Z|^2 over the channels
+                np.conj(Zc, out=buf)
+                buf *= Yc
+                num += buf
+                np.multiply(Zc.real, Zc.real, out=d)
+                den += d
+                np.multiply(Zc.imag, Zc.imag, out=d)
+                den += d
+                if last:
+                    # final features: their reconstruction term does not
+                    # depend on the final kernel (only the re-centring phase)
+                    Gc = rfft2(shrink_into(g, p["bias"][L + 1][c], tmpr), workers=wk)
+                    np.multiply(sp["Wc"][c], Gc, out=buf)
+                    B += buf
+                    if want_gf:
+                        Gf[c] = Gc
+            # kernel least squares Kt = (rho sum conj(Z) Y + K) / (rho sum |Z|^2 + 1)
+            rho = p["kernel_prox"][t]
+            num *= rho
+            num += K
+            den *= rho
+            den += 1
+            np.reciprocal(den, out=den)
+            num *= den
+            kt = irfft2(num, s=S, workers=wk, overwrite_x=True)
+            k, _ = kernel.soft_threshold_normalize(
+                kt, cfg.kernel_bias_scale * p["kernel_bias"][t], (Hk, Wk), temperature=cfg.temperature, eps=cfg.eps
+            )
+        del Z, buf, Yc, d, tmpr
+        shift = kernel.center_of_mass_shift(k)
+        if shift != (0, 0):
+            k = kernel.shift_kernel(k, shift)
+        ramp = _phase(S, (-shift[0], -shift[1]), cdt) if shift != (0, 0) else None
+        K = _kernel_otf(k, S, wk)
+        # X = (conj(K) Y0 + ramp * sum_c eta_c conj(W_c) Gf_c) / (|K|^2 + sum_c eta_c |W_c|^2)
+        if ramp is not None:
+            B *= ramp
+        B += np.conj(K) * Yg
+        den = K.real * K.real
+        den += K.imag * K.imag
+        den += sp["den0"]
+        np.reciprocal(den, out=den)
+        B *= den
+        xg = sfft.irfft2(B, s=S, workers=wk, overwrite_x=True)
+        x = xg[h : h + Hv, h : h + Wv]
+        if return_state:
+            Gf = np.stack(Gf)
+            if ramp is not None:
+                Gf *= ramp
+            state = dict(S=S, border="smooth", pad=pad, h=h, Gf=Gf, K=K, W=sp["W"][:, None], eta=sp["eta"])
             return x, k, state
         return x, k
 
@@ -467,6 +638,83 @@ def _compose_cascade_vjp(ws, eff, ebars, xp):
     wbars[0] = acc
     return wbars
 
+
+
+# --- fast-path helpers -------------------------------------------------------
+
+_SPECTRA_CACHE_BYTES = 256 * 2**20  # largest filter-spectra cache kept on a model
+
+
+def _smooth_grid(shape, pad):
+    """FFT grid for the smooth periodic border: one extension of `pad` per axis."""
+    import scipy.fft as sfft
+
+    return tuple(int(sfft.next_fast_len(n + pad, real=True)) for n in shape[-2:])
+
+
+def _dft_factors(n, m, centre, sign, nfreq, cdt):
+    # exp(sign 2 pi i f (a - centre) / n) for f < nfreq, a < m, computed in float64
+    f = np.arange(nfreq, dtype=np.float64)[:, None]
+    a = (np.arange(m, dtype=np.float64) - centre)[None, :]
+    return np.exp(sign * 2j * np.pi * ((f * a) % n) / n).astype(cdt)
+
+
+def _small_otf(f, S, centre, *, sign=-1, dtype=np.complex64):
+    """Half spectrum on grid `S` of small filters `f` (..., a, b) whose pixel
+    `centre` sits at the origin, by two small DFT matrix products (exact, and
+    cheaper than a zero-padded FFT for small filters). ``sign=-1`` is the
+    transfer function of a convolution kernel (``psf2otf``), ``sign=+1`` that
+    of a correlation filter (``psf2otf`` of the flipped filter)."""
+    H, Wd = S
+    Fy = _dft_factors(H, f.shape[-2], centre[0], sign, H, dtype)  # (H, a)
+    Fx = _dft_factors(Wd, f.shape[-1], centre[1], sign, Wd // 2 + 1, dtype).T  # (b, F2)
+    return Fy @ (f.astype(dtype) @ Fx)
+
+
+def _phase(S, shift, cdt):
+    """Spectrum multiplier of a circular shift by `shift` (``roll``)."""
+    H, Wd = S
+    u = np.exp(-2j * np.pi * ((np.arange(H) * shift[0]) % H) / H)
+    v = np.exp(-2j * np.pi * ((np.arange(Wd // 2 + 1) * shift[1]) % Wd) / Wd)
+    return (u[:, None] * v[None, :]).astype(cdt)
+
+
+def _kernel_otf(k, S, workers):
+    """``psf2otf(k, S, centre=(0, 0))`` as a pruned FFT: the rows of the small
+    kernel first, then the zero-padded columns."""
+    import scipy.fft as sfft
+
+    R = sfft.rfft(k, n=S[1], axis=1, workers=workers)
+    return sfft.fft(R, n=S[0], axis=0, workers=workers, overwrite_x=True)
+
+
+def _channel_sums(Z, Y):
+    """``sum_c conj(Z_c) Y_c`` and ``sum_c |Z_c|^2`` channel by channel (the
+    2-D temporaries stay in cache)."""
+    num = np.zeros(Z.shape[1:], Z.dtype)
+    den = np.zeros(Z.shape[1:], Z.real.dtype)
+    t = np.empty(Z.shape[1:], Z.dtype)
+    r = np.empty(Z.shape[1:], Z.real.dtype)
+    for c in range(Z.shape[0]):
+        np.conj(Z[c], out=t)
+        t *= Y[c]
+        num += t
+        zr, zi = Z[c].real, Z[c].imag
+        np.multiply(zr, zr, out=r)
+        den += r
+        np.multiply(zi, zi, out=r)
+        den += r
+    return num, den
+
+
+def _weighted_channel_sum(Wc, G):
+    """``sum_c Wc_c G_c`` channel by channel."""
+    out = np.zeros(G.shape[1:], G.dtype)
+    t = np.empty(G.shape[1:], G.dtype)
+    for c in range(G.shape[0]):
+        np.multiply(Wc[c], G[c], out=t)
+        out += t
+    return out
 
 LUMA = (0.2125, 0.7154, 0.0721)  # skimage rgb2gray weights, as the published preprocessing
 
