@@ -3,7 +3,7 @@ deblur an image with it.
 
 Usage::
 
-    python examples/train_tiny.py [IMAGE_FOLDER] [--steps 150] [--out DIR]
+    python examples/train_tiny.py [IMAGE_FOLDER] [--steps 300] [--out DIR]
 
 A few images are taken from IMAGE_FOLDER (falling back to scikit-image's
 sample images when none is given or found). The network is small (4
@@ -58,8 +58,13 @@ def _psnr(a, b):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("folder", nargs="?", help="folder of training images (optional)")
-    p.add_argument("--steps", type=int, default=150)
+    p.add_argument("--steps", type=int, default=300)
     p.add_argument("--out", help="output folder (default: a temporary folder)")
+    p.add_argument("--channels", type=int, default=4)
+    p.add_argument("--layers", type=int, default=3)
+    p.add_argument("--init", choices=("xavier", "tv"), default="xavier")
+    p.add_argument("--lr", type=float, default=5e-3)
+    p.add_argument("--patch", type=int, default=40)
     p.add_argument("--quiet", action="store_true")
     a = p.parse_args(argv)
     out = Path(a.out or tempfile.mkdtemp(prefix="hqsdeblur_tiny_"))
@@ -68,8 +73,8 @@ def main(argv=None):
 
     images = _training_images(a.folder)
     K = 15
-    summary = train(images, run, steps=a.steps, batch=4, patch=40, channels=4, layers=3, kernel_size=K,
-                    kernels="linear", lr=1e-2, init="tv", val_every=max(1, a.steps // 3), val_patches=4,
+    summary = train(images, run, steps=a.steps, batch=4, patch=a.patch, channels=a.channels, layers=a.layers,
+                    kernel_size=K, kernels="linear", lr=a.lr, init=a.init, val_every=max(1, a.steps // 3), val_patches=4,
                     val_patch=64, ckpt_every=max(1, a.steps // 3), resume=(run / "checkpoint.npz").exists(),
                     progress=not a.quiet)
     model_path = out / "tiny_model.npz"
@@ -93,7 +98,7 @@ def main(argv=None):
     write_image(out / "blurred.png", blurred, overwrite=True)
     write_image(out / "deblurred.png", x, overwrite=True)
     print(f"trained {summary['step']} steps ({summary['seconds_per_step'] or 0:.3f} s/step); "
-          f"validation PSNR {summary['latest_val_psnr']:.2f} dB")
+          f"validation PSNR {summary['latest_val_psnr']:.2f} dB (blurred {summary['val_psnr_blurred']:.2f} dB)")
     print(f"test image: blurred {p_blur:.2f} dB -> deblurred {p_out:.2f} dB; outputs in {out}")
     return {"psnr_blurred": p_blur, "psnr_deblurred": p_out, "out": str(out), "summary": summary}
 

@@ -54,7 +54,7 @@ def _nblocks(n):
 
 def _flat(a):
     """(C, ...) -> (C, N) view of a C-contiguous array (valid for C == 0)."""
-    return a.reshape(a.shape[0], a.size // a.shape[0] if a.shape[0] else 0)
+    return a.reshape(a.shape[0], int(np.prod(a.shape[1:])))
 
 
 # ---------------------------------------------------------------------------
@@ -149,7 +149,7 @@ def _feature_update_vjp(Y, K, zeta, G, Gbar, m, Ybar, Zbar, Kbar, partial):
 
 @_jit
 def _kernel_ls(Z, Y, P, rho, Kt):
-    C, N = Z.shape
+    C, N = Z.shape[0], P.shape[0]
     for i in prange(N):
         num = 0j
         sq = 0.0

@@ -99,6 +99,14 @@ class Backend:
 
 
 def _workers():
+    # HQSDEBLUR_FFT_WORKERS caps the threads of the FFTs (and of the
+    # unrolled network's channel groups), e.g. on shared cores.
+    env = os.environ.get("HQSDEBLUR_FFT_WORKERS")
+    if env:
+        try:
+            return max(1, int(env))
+        except ValueError:
+            pass
     return os.cpu_count() or 1
 
 

@@ -160,7 +160,8 @@ def process_file(input_path, output_path, *, kernel_path=None, settings=None, ov
     >>> r["status"], r["error"]  # doctest: +SKIP
     ('ok', None)
     """
-    from .io import atomic_path, check_output_path, read_image, write_image, write_kernel
+    from .io import (DEFAULT_MAX_PIXELS, atomic_path, check_output_path, read_image, write_image,
+                     write_kernel)
 
     t0 = time.perf_counter()
     inp = os.fspath(input_path)
@@ -183,7 +184,7 @@ def process_file(input_path, output_path, *, kernel_path=None, settings=None, ov
 
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            image, info = read_image(inp, max_pixels=settings.get("max_pixels", 100_000_000))
+            image, info = read_image(inp, max_pixels=settings.get("max_pixels", DEFAULT_MAX_PIXELS))
         row["notes"] += [_one_line(w.message, inp) for w in caught]
         if info.had_alpha:
             row["notes"].append(f"{inp}: alpha channel dropped; the output has no alpha.")

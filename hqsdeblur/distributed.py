@@ -122,11 +122,25 @@ def _targets(job):
     return [job["output"]] + ([job["kernel"]] if job.get("kernel") else [])
 
 
+def _match_fft_threads():
+    # A worker owns `nthreads` cores, not the whole machine: size the FFT
+    # thread pool to it so that N workers do not fight over the cores.
+    if "HQSDEBLUR_FFT_WORKERS" in os.environ:
+        return
+    try:
+        from distributed import get_worker
+
+        os.environ["HQSDEBLUR_FFT_WORKERS"] = str(max(1, int(get_worker().state.nthreads)))
+    except Exception:  # not on a worker (in-process run)
+        pass
+
+
 def _run_job(job, settings):
     """One file on a worker: ``process_file`` with the worker's model."""
     from .batch import process_file
 
     _maybe_die(job)
+    _match_fft_threads()
     inp, out, kout = os.fspath(job["input"]), os.fspath(job["output"]), job.get("kernel")
     if job.get("error"):  # known to fail before it started (e.g. duplicate name)
         return {"input": inp, "output": out, "kernel": kout, "status": "failed", "seconds": 0.0,

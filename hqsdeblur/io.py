@@ -20,8 +20,9 @@ Writing
     ``overwrite=True``. Targets that are not regular files (``/dev/stdout``, a
     FIFO) are written directly, as a rename onto them makes no sense.
 
-16-bit PNGs are encoded and decoded by a small built-in codec, because Pillow
-reduces 16-bit colour PNGs to 8 bits.
+PNGs are encoded and decoded by :mod:`imagecodecs` (libpng), which keeps
+16-bit samples; Pillow reduces 16-bit colour PNGs to 8 bits. Pillow handles
+JPEG, :mod:`tifffile` handles TIFF.
 
 All failures raise :class:`~hqsdeblur.errors.InputError` (reading) or
 :class:`~hqsdeblur.errors.OutputError` (writing), naming the file.
@@ -36,7 +37,6 @@ import stat
 import struct
 import threading
 import warnings
-import zlib
 
 import numpy as np
 
@@ -214,12 +214,12 @@ def read_image(path, *, max_pixels=DEFAULT_MAX_PIXELS):
         if kind == "png":
             raw, bit_depth = _read_png(path, max_pixels)
         elif kind == "jpeg":
-            raw, bit_depth = _read_pil(path, max_pixels, "JPEG")
+            raw, bit_depth = _read_jpeg(path, max_pixels)
         elif kind == "tiff":
             raw, bit_depth = _read_tiff(path, max_pixels)
         else:
             raw, bit_depth = _read_npy(path, max_pixels)
-    except (HqsdeblurError, MemoryError, KeyboardInterrupt):
+    except (HqsdeblurError, MemoryError, KeyboardInterrupt, ImportError):
         raise
     except Exception as exc:  # third-party decoders raise many types
         raise InputError(
@@ -260,21 +260,27 @@ def read_image(path, *, max_pixels=DEFAULT_MAX_PIXELS):
 
 
 def _read_png(path, max_pixels):
+    # Size check from the IHDR chunk first, so no pixel data is read or
+    # allocated for an oversized image. Decoding errors (imagecodecs.PngError
+    # for truncation, bad CRC, ...) become InputError in read_image.
+    import imagecodecs
+
     with open(path, "rb") as fh:
         head = fh.read(33)
-    if len(head) < 33 or head[12:16] != b"IHDR":
-        raise InputError(f"{path}: corrupt PNG (no IHDR header chunk).")
-    w, h, depth, ctype, _, _, interlace = struct.unpack(">IIBBBBB", head[16:29])
-    if w == 0 or h == 0:
-        raise InputError(f"{path}: corrupt PNG (header gives a {w} x {h} image).")
-    _check_pixels(path, w, h, max_pixels)
-    if depth == 16:
-        return _decode_png16(path, w, h, ctype, interlace), 16
-    arr, _ = _read_pil(path, max_pixels, "PNG")
-    return arr, 8 if ctype == 3 else depth
+        if len(head) < 33 or head[12:16] != b"IHDR":
+            raise InputError(f"{path}: corrupt PNG (no IHDR header chunk).")
+        w, h, depth, ctype = struct.unpack(">IIBB", head[16:26])
+        if w == 0 or h == 0:
+            raise InputError(f"{path}: corrupt PNG (header gives a {w} x {h} image).")
+        _check_pixels(path, w, h, max_pixels)
+        arr = imagecodecs.png_decode(head + fh.read())
+    if ctype in (0, 2) and arr.ndim == 3 and arr.shape[-1] in (2, 4):
+        # libpng turns a tRNS colour key into alpha; like Pillow, ignore it
+        arr = arr[..., 0] if ctype == 0 else arr[..., :3]
+    return arr, 8 if ctype == 3 else depth  # palette entries are 8-bit
 
 
-def _read_pil(path, max_pixels, fmt):
+def _read_jpeg(path, max_pixels):
     from PIL import Image, ImageFile
 
     with _PIL_LOCK:
@@ -284,159 +290,15 @@ def _read_pil(path, max_pixels, fmt):
         Image.MAX_IMAGE_PIXELS = None
         ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file must raise
         try:
-            with Image.open(path, formats=[fmt]) as im:
-                w, h = im.size
-                _check_pixels(path, w, h, max_pixels)
+            with Image.open(path, formats=["JPEG"]) as im:
+                _check_pixels(path, *im.size, max_pixels)
                 im.load()
-                return _pil_to_array(im, path)
+                if im.mode not in ("L", "RGB"):  # CMYK, YCbCr
+                    im = im.convert("RGB")
+                return np.asarray(im), 8
         finally:
             Image.MAX_IMAGE_PIXELS = old_max
             ImageFile.LOAD_TRUNCATED_IMAGES = old_trunc
-
-
-def _pil_to_array(im, path):
-    mode = im.mode
-    if mode in ("1", "L", "LA", "RGB", "RGBA"):
-        return np.asarray(im), 1 if mode == "1" else 8
-    if mode in ("P", "PA"):
-        alpha = mode == "PA" or "transparency" in im.info
-        return np.asarray(im.convert("RGBA" if alpha else "RGB")), 8
-    if mode.startswith("I;16"):
-        return np.asarray(im).astype(np.uint16), 16
-    if mode == "I":
-        arr = np.asarray(im)
-        if arr.size and (arr.min() < 0 or arr.max() > 65535):
-            raise InputError(f"{path}: 32-bit integer image mode is not supported.")
-        return arr.astype(np.uint16), 16
-    if mode in ("CMYK", "YCbCr", "LAB", "HSV", "RGBX"):
-        return np.asarray(im.convert("RGB")), 8
-    if mode == "F":
-        return np.asarray(im), 32
-    raise InputError(f"{path}: image mode {mode!r} is not supported.")
-
-
-_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4),
-          (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
-
-
-def _decode_png16(path, w, h, ctype, interlace):
-    """Decode a 16-bit PNG (any colour type) to uint16 (H, W[, C])."""
-    nch = {0: 1, 2: 3, 4: 2, 6: 4}.get(ctype)
-    if nch is None:
-        raise InputError(f"{path}: corrupt PNG (colour type {ctype} with 16-bit samples).")
-    if interlace not in (0, 1):
-        raise InputError(f"{path}: corrupt PNG (unknown interlace method {interlace}).")
-    with open(path, "rb") as fh:
-        data = fh.read()
-    comp, filt = data[26], data[27]
-    if comp != 0 or filt != 0:
-        raise InputError(f"{path}: corrupt PNG (unknown compression or filter method).")
-    idat, pos, ended = [], 8, False
-    while pos + 12 <= len(data):
-        (length,) = struct.unpack(">I", data[pos:pos + 4])
-        tag = data[pos + 4:pos + 8]
-        end = pos + 12 + length
-        if end > len(data):
-            break
-        body = data[pos + 8:end - 4]
-        (crc,) = struct.unpack(">I", data[end - 4:end])
-        if zlib.crc32(tag + body) & 0xFFFFFFFF != crc:
-            raise InputError(f"{path}: corrupt PNG (CRC mismatch in a {tag!r} chunk).")
-        if tag == b"IDAT":
-            idat.append(body)
-        elif tag == b"IEND":
-            ended = True
-            break
-        pos = end
-    if not ended:
-        raise InputError(f"{path}: truncated PNG (the file ends before its IEND chunk).")
-
-    bpp = 2 * nch
-    passes = [(0, 0, 1, 1)] if interlace == 0 else _ADAM7
-    sizes = []
-    for x0, y0, dx, dy in passes:
-        wp, hp = (w - x0 + dx - 1) // dx, (h - y0 + dy - 1) // dy
-        sizes.append((wp, hp) if wp > 0 and hp > 0 else (0, 0))
-    expected = sum(hp * (1 + wp * bpp) for wp, hp in sizes if wp)
-    dec = zlib.decompressobj()
-    raw = dec.decompress(b"".join(idat), expected + 1)  # bounded: no zip bomb
-    if len(raw) != expected:
-        raise InputError(
-            f"{path}: corrupt PNG (pixel data has {len(raw)} bytes, the header implies "
-            f"{expected})."
-        )
-    raw = np.frombuffer(raw, dtype=np.uint8)
-    out = np.empty((h, w, nch), dtype=np.uint16)
-    off = 0
-    for (x0, y0, dx, dy), (wp, hp) in zip(passes, sizes):
-        if not wp:
-            continue
-        n = hp * (1 + wp * bpp)
-        rows = _unfilter(raw[off:off + n], hp, wp * bpp, bpp, path)
-        off += n
-        out[y0::dy, x0::dx] = rows.view(">u2").reshape(hp, wp, nch)
-    return out[..., 0] if nch == 1 else out
-
-
-def _unfilter(raw, nrows, rowbytes, bpp, path):
-    """Undo PNG scanline filters. None/Sub/Up rows are vectorised; Average and
-    Paeth rows depend on their own left neighbour, so they go to a loop
-    (numba-compiled when available)."""
-    lines = raw.reshape(nrows, rowbytes + 1)
-    ftypes = lines[:, 0]
-    if ftypes.max(initial=0) > 4:
-        raise InputError(f"{path}: corrupt PNG (unknown scanline filter type).")
-    out = np.empty((nrows, rowbytes), dtype=np.uint8)
-    zero = np.zeros(rowbytes, dtype=np.uint8)
-    seq = None
-    for y in range(nrows):
-        f, line = ftypes[y], lines[y, 1:]
-        prior = out[y - 1] if y else zero
-        if f == 0:
-            out[y] = line
-        elif f == 1:
-            out[y] = np.cumsum(line.reshape(-1, bpp), axis=0, dtype=np.uint8).ravel()
-        elif f == 2:
-            np.add(line, prior, out=out[y])
-        else:
-            if seq is None:
-                seq = _sequential_unfilter()
-            seq(line, prior, out[y], bpp, int(f))
-    return out
-
-
-def _unfilter_row_py(line, prior, dst, bpp, ftype):
-    n = line.shape[0]
-    for i in range(n):
-        a = int(dst[i - bpp]) if i >= bpp else 0
-        b = int(prior[i])
-        if ftype == 3:
-            pred = (a + b) // 2
-        else:
-            c = int(prior[i - bpp]) if i >= bpp else 0
-            p = a + b - c
-            pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
-            if pa <= pb and pa <= pc:
-                pred = a
-            elif pb <= pc:
-                pred = b
-            else:
-                pred = c
-        dst[i] = (int(line[i]) + pred) & 255
-
-
-_SEQ = []
-
-
-def _sequential_unfilter():
-    if not _SEQ:
-        try:
-            import numba
-
-            _SEQ.append(numba.njit(cache=False, nogil=True)(_unfilter_row_py))
-        except Exception:  # numba missing or broken: slow but correct
-            _SEQ.append(_unfilter_row_py)
-    return _SEQ[0]
 
 
 def _read_tiff(path, max_pixels):
@@ -844,38 +706,16 @@ def _quantize(x, bit_depth):
     return q.astype(np.uint8 if bit_depth == 8 else np.uint16)
 
 
-def _png_chunk(tag, body):
-    return (struct.pack(">I", len(body)) + tag + body
-            + struct.pack(">I", zlib.crc32(tag + body) & 0xFFFFFFFF))
-
-
-def _encode_png16(q):
-    h, w = q.shape[:2]
-    nch = 1 if q.ndim == 2 else q.shape[2]
-    ctype = {1: 0, 2: 4, 3: 2, 4: 6}[nch]
-    rows = np.ascontiguousarray(q, dtype=">u2").reshape(h, w * nch).view(np.uint8)
-    lines = np.empty((h, rows.shape[1] + 1), dtype=np.uint8)
-    lines[:, 0] = 2  # "Up" filter on every row: vectorisable, compresses well
-    lines[:, 1:] = rows
-    lines[1:, 1:] -= rows[:-1]  # uint8 arithmetic wraps modulo 256, as PNG wants
-    ihdr = struct.pack(">IIBBBBB", w, h, 16, ctype, 0, 0, 0)
-    return b"".join([_PNG_SIG, _png_chunk(b"IHDR", ihdr),
-                     _png_chunk(b"IDAT", zlib.compress(lines.tobytes(), 6)),
-                     _png_chunk(b"IEND", b"")])
-
-
 def _encode(q, fmt, bit_depth):
+    if fmt == "png":
+        import imagecodecs
+
+        return bytes(imagecodecs.png_encode(np.ascontiguousarray(q), level=6))
     buf = _stdio.BytesIO()
-    if fmt == "png" and bit_depth == 16:
-        return _encode_png16(q)
-    if fmt in ("png", "jpeg"):
+    if fmt == "jpeg":
         from PIL import Image
 
-        im = Image.fromarray(q)
-        if fmt == "png":
-            im.save(buf, format="PNG", compress_level=6)
-        else:
-            im.save(buf, format="JPEG", quality=95, subsampling=0)
+        Image.fromarray(q).save(buf, format="JPEG", quality=95, subsampling=0)
     else:
         import tifffile
 
@@ -892,7 +732,7 @@ def _write_bytes(path, data, overwrite):
 def _encode_checked(path, func, *args):
     try:
         return func(*args)
-    except (HqsdeblurError, MemoryError, KeyboardInterrupt):
+    except (HqsdeblurError, MemoryError, KeyboardInterrupt, ImportError):
         raise
     except Exception as exc:
         raise OutputError(f"Cannot encode {path} ({type(exc).__name__}: {exc}).") from exc

@@ -43,6 +43,7 @@ Command line::
     python -m hqsdeblur.train --images DIR --out runs/x --steps 2000 [...]
     python -m hqsdeblur.train --images DIR --out runs/x --steps 2000 --resume
     python -m hqsdeblur.train export runs/x model.npz [--which best|latest]
+    python -m hqsdeblur.train levin runs/x --limit 8      # score on Levin et al.
 """
 
 from __future__ import annotations
@@ -80,6 +81,7 @@ __all__ = [
     "load_checkpoint",
     "export_model",
     "gradient_precision",
+    "evaluate_levin",
     "add_train_arguments",
     "run_train",
     "main",
@@ -320,9 +322,13 @@ def load_checkpoint(path):
     return model, state, int(data["step"]), meta
 
 
-def export_model(run_dir, path, *, which="best", overwrite=True):
+def export_model(run_dir, path, *, which="best", overwrite=True, levin_limit=None, data_root=None):
     """Write a run's model (``'best'`` validation or ``'latest'`` checkpoint)
     as an hqsdeblur model file with training metadata.
+
+    With `levin_limit` (number of images, 0 = all 32) the model is also scored
+    on Levin et al. (:func:`evaluate_levin`, data under `data_root`, default
+    ``../shared/data``) and the scores are stored under ``metrics['levin']``.
 
     Example
     -------
@@ -348,6 +354,12 @@ def export_model(run_dir, path, *, which="best", overwrite=True):
         metrics["step"] = step
     else:
         raise InputError(f"which must be 'best' or 'latest', not {which!r}")
+    if levin_limit is not None:
+        root = data_root or PUBLISHED_MODEL.parent.parent / "data"
+        summ = evaluate_levin(model, root, limit=int(levin_limit) or None)
+        keep = ("count", "mean_psnr_aligned_db", "mean_psnr_blurred_aligned_db", "mean_ssim_aligned",
+                "mean_isnr_db", "mean_kernel_rmse_min_shift_pm10", "error_ratio_median", "error_ratio_frac_le_3")
+        metrics["levin"] = {k: summ.get(k) for k in keep}
     save_model(path, model, overwrite=overwrite, training=training, metrics=metrics)
     return model
 
@@ -475,7 +487,7 @@ def train(images, out, *, steps=1000, batch=8, patch=96, channels=16, layers=10,
           kernels="mixed", lr=1e-3, min_lr=None, schedule="cosine", warmup=None, clip=1.0,
           kappa=100.0, kernel_shift=3, weight_decay=0.0, init="xavier", init_from=None,
           seed=0, val_images=None, val_every=100, val_patches=24, val_patch=128,
-          ckpt_every=25, resume=False, dtype=np.float32, noise_sigma=(0.0, 0.02),
+          ckpt_every=25, resume=False, dtype=np.float32, noise_sigma=(0.0, 0.01),
           threads=1, backend=None, progress=True, log=None, stop_after=None, pool=None):
     """Train an unrolled network (or resume training) and return a summary.
 
@@ -517,6 +529,8 @@ def train(images, out, *, steps=1000, batch=8, patch=96, channels=16, layers=10,
         Continue from ``out/checkpoint.npz``.
     dtype : float32 or float64
         Precision of forward/backward (parameters and Adam are float64).
+    noise_sigma : float or (float, float)
+        Training noise sigma (a range is drawn uniformly per patch).
     threads : int
         FFT workers (default 1: leave the other core to other work).
     backend : str, optional
@@ -642,8 +656,9 @@ def train(images, out, *, steps=1000, batch=8, patch=96, channels=16, layers=10,
     interrupted = False
     t_start = time.perf_counter()
     done_here = 0
-    bar = tqdm(total=steps, initial=start, disable=not progress, unit="step", file=sys.stderr,
-               dynamic_ncols=True, mininterval=1.0 if sys.stderr.isatty() else 30.0)
+    # A live bar on a terminal; plain lines every 10 steps in a log file.
+    tty = progress and sys.stderr.isatty()
+    bar = tqdm(total=steps, initial=start, disable=not tty, unit="step", file=sys.stderr, dynamic_ncols=True)
     stream = BatchStream(sampler, batch, seed=seed, start_step=start, stop_step=steps, threads=1, prefetch=2)
     try:
         with _StopFlag() as flag:
@@ -669,6 +684,11 @@ def train(images, out, *, steps=1000, batch=8, patch=96, channels=16, layers=10,
                 bar.update(1)
                 bar.set_postfix(loss=f"{row['loss']:.2e}", psnr=f"{best['latest_val_psnr'] or float('nan'):.2f}",
                                 s_step=f"{row['seconds']:.2f}", refresh=False)
+                if progress and not tty and (done_here % 10 == 0 or step == steps):
+                    rate_s = (time.perf_counter() - t_start) / done_here
+                    log(f"step {step}/{steps} loss {row['loss']:.3e} (image {row['image_mse']:.3e}, "
+                        f"kernel {row['kernel_mse']:.3e}) {rate_s:.2f} s/step, "
+                        f"ETA {(steps - step) * rate_s / 60:.0f} min")
                 stop = flag.signal is not None or (stop_after is not None and done_here >= stop_after)
                 if step % ckpt_every == 0 or step == steps or stop:
                     checkpoint(step, wall0 + time.perf_counter() - t_start)
@@ -686,6 +706,21 @@ def train(images, out, *, steps=1000, batch=8, patch=96, channels=16, layers=10,
     return {"step": step, "interrupted": interrupted, **best, "out": str(out),
             "seconds_per_step": float(np.mean(secs)) if secs else None, "elapsed": elapsed,
             "wall_seconds": wall0 + elapsed}
+
+
+def evaluate_levin(model, root, *, limit=None):
+    """Levin et al. benchmark scores of `model` (fast forward, float32).
+
+    Returns the summary of :func:`hqsdeblur.evaluate.evaluate` (``mean_psnr_aligned_db`` ...).
+    """
+    from .evaluate import evaluate
+
+    def method(y):
+        x, k = model.forward(np.asarray(y, dtype=np.float32), dtype=np.float32)
+        return _backend.to_numpy(x), _backend.to_numpy(k)
+
+    _, summary = evaluate(method, root, "levin", limit=limit, progress=False)
+    return summary
 
 
 # --------------------------------------------------------------------------
@@ -730,6 +765,8 @@ def add_train_arguments(parser):
     a("--val-patches", type=int, default=24)
     a("--val-patch", type=int, default=128)
     a("--ckpt-every", type=int, default=25, help="checkpoint period in steps")
+    a("--noise", type=float, default=0.01,
+      help="training noise: sigma drawn uniformly in [0, NOISE] per patch (default 0.01)")
     a("--dtype", choices=("float32", "float64"), default="float32")
     a("--threads", type=int, default=1, help="FFT worker threads (default 1)")
     a("--backend", default=None, help="array backend (numpy, cython, numba, cupy)")
@@ -749,6 +786,7 @@ def run_train(args):
                   init_from=args.init_from, seed=args.seed, val_images=args.val_images,
                   val_every=args.val_every, val_patches=args.val_patches, val_patch=args.val_patch,
                   ckpt_every=args.ckpt_every, resume=args.resume, dtype=args.dtype,
+                  noise_sigma=(0.0, args.noise),
                   threads=args.threads, backend=args.backend, progress=not args.quiet)
     except HqsdeblurError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -761,15 +799,30 @@ def run_train(args):
 def main(argv=None):
     """``python -m hqsdeblur.train [export RUN MODEL] | [training options]``."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "levin":
+        p = argparse.ArgumentParser(prog="python -m hqsdeblur.train levin",
+                                    description="Score a model file or a run's latest checkpoint on Levin et al.")
+        p.add_argument("model", help="model file (.npz) or run folder")
+        p.add_argument("--limit", type=int, default=None, help="first N of the 32 images")
+        p.add_argument("--data", default=str(PUBLISHED_MODEL.parent.parent / "data"))
+        a = p.parse_args(argv[1:])
+        _limit_fft_workers(1)
+        src = Path(a.model)
+        model = load_checkpoint(src / CHECKPOINT)[0] if src.is_dir() else load_model(src)
+        print(json.dumps(evaluate_levin(model, a.data, limit=a.limit), indent=1))
+        return 0
     if argv and argv[0] == "export":
         p = argparse.ArgumentParser(prog="python -m hqsdeblur.train export",
                                     description="Export a run's model to an hqsdeblur model file.")
         p.add_argument("run", help="run folder (holds checkpoint.npz)")
         p.add_argument("model", help="model file to write (.npz)")
         p.add_argument("--which", choices=("best", "latest"), default="best")
+        p.add_argument("--levin", type=int, default=None, metavar="N",
+                       help="also score on the first N Levin images (0 = all 32) and store the scores")
         a = p.parse_args(argv[1:])
+        _limit_fft_workers(1)
         try:
-            export_model(a.run, a.model, which=a.which)
+            export_model(a.run, a.model, which=a.which, levin_limit=a.levin)
         except HqsdeblurError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1

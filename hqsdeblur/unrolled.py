@@ -244,7 +244,7 @@ class UnrolledModel:
             # to the blend: one total extension of kernel_size - 1 per axis
             # (content at (pad, pad), wrapping) is enough.
             S = _smooth_grid((Hv, Wv), pad)
-        if not (exact or tape or border != "smooth") and gray_in and xp is np and cfg.image_channels == 1:
+        if _FAST_PATH and not (exact or tape or border != "smooth") and gray_in and xp is np and cfg.image_channels == 1:
             return self._forward_fast(y[0], S, dtype, be, return_state=return_state)
         p = self._p(xp, dtype)
         A0, ws = self.filters(xp, dtype)
@@ -402,42 +402,46 @@ class UnrolledModel:
 
         ygrid = border_ext.periodic_extend(y, S, (pad, pad))
         Yg = sfft.rfft2(ygrid, workers=wk)
-        buf = np.empty((F1, F2), cdt)
-        Yc = np.empty((F1, F2), cdt)
-        d = np.empty((F1, F2), dtype)
-        tmpr = np.empty(tuple(S), dtype)
+        S = tuple(S)
+        rfft2, irfft2 = sfft.rfft2, sfft.irfft2
+        # Channels are processed one at a time (every temporary stays in
+        # cache) in `nt` groups on threads: FFTs and large ufuncs release the
+        # GIL, and the FFTs of one 2-D channel gain little from pocketfft's
+        # own workers.
+        nt = max(1, min(wk, C))
+        groups = [list(range(C))[i::nt] for i in range(nt)]
+        fw = 1 if nt > 1 else wk
+
+        class _Buf:
+            def __init__(self):
+                self.buf = np.empty((F1, F2), cdt)
+                self.Yc = np.empty((F1, F2), cdt)
+                self.d = np.empty((F1, F2), dtype)
+                self.sq = np.empty((F1, 2 * F2), dtype)
+                self.tmpr = np.empty(S, dtype)
+
+        bufs = [_Buf() for _ in groups]
 
         def shrink_into(g, b, out):
             np.clip(g, -b, b, out=out)
             return np.subtract(g, out, out=out)
 
-        # Channel by channel, so that every temporary stays in cache; the
-        # FFTs of one channel are as fast as batched ones here.
-        rfft2, irfft2 = sfft.rfft2, sfft.irfft2
-        S = tuple(S)
-        Z = []
-        b0 = p["bias"][0]
-        for c in range(C):
-            np.multiply(sp["Einit"][c], Yg, out=buf)
-            u = irfft2(buf, s=S, workers=wk, overwrite_x=True)
-            Z.append(rfft2(shrink_into(u, b0[c], tmpr), workers=wk))
-        k = np.zeros((Hk, Wk), dtype)
-        k[h, h] = 1
-        want_gf = return_state
-        Gf = [None] * C
-        B = np.zeros((F1, F2), cdt)
-        for t in range(L):
-            El = E(L - 1 - t)
-            K = _kernel_otf(k, S, wk)
-            Kc = np.conj(K)
-            K2 = K.real * K.real
-            K2 += K.imag * K.imag
-            zeta = (cfg.prox_scale * p["zeta"][t]).astype(dtype)
-            bt = p["bias"][t + 1]
-            last = t == L - 1
+        Z = [None] * C
+
+        def init(gi):
+            bb = bufs[gi]
+            for c in groups[gi]:
+                np.multiply(sp["Einit"][c], Yg, out=bb.buf)
+                u = irfft2(bb.buf, s=S, workers=fw, overwrite_x=True)
+                Z[c] = rfft2(shrink_into(u, p["bias"][0][c], bb.tmpr), workers=fw)
+
+        def layer(gi, El, Kc, K2, zeta, bt, last):
+            bb = bufs[gi]
+            buf, Yc, d, sq = bb.buf, bb.Yc, bb.d, bb.sq
             num = np.zeros((F1, F2), cdt)
-            den = np.zeros((F1, F2), dtype)
-            for c in range(C):
+            sqsum = np.zeros((F1, 2 * F2), dtype)
+            B = np.zeros((F1, F2), cdt) if last else None
+            for c in groups[gi]:
                 np.multiply(El[c], Yg, out=Yc)
                 # feature update G = (zeta conj(K) Y + Z) / (zeta |K|^2 + 1)
                 np.multiply(Kc, Yc, out=buf)
@@ -447,38 +451,76 @@ class UnrolledModel:
                 d += 1
                 np.reciprocal(d, out=d)  # complex / real is slow in NumPy; * (1/real) is not
                 buf *= d
-                g = irfft2(buf, s=S, workers=wk, overwrite_x=True)
-                Zc = rfft2(shrink_into(g, bt[c], tmpr), workers=wk)
+                g = irfft2(buf, s=S, workers=fw, overwrite_x=True)
+                Zc = rfft2(shrink_into(g, bt[c], bb.tmpr), workers=fw)
                 Z[c] = Zc
-                # kernel LS sums: conj(Z) Y and |Z|^2 over the channels
+                # kernel LS sums: conj(Z) Y and |Z|^2 (interleaved re/im) over the channels
                 np.conj(Zc, out=buf)
                 buf *= Yc
                 num += buf
-                np.multiply(Zc.real, Zc.real, out=d)
-                den += d
-                np.multiply(Zc.imag, Zc.imag, out=d)
-                den += d
+                v = Zc.view(dtype)
+                np.multiply(v, v, out=sq)
+                sqsum += sq
                 if last:
                     # final features: their reconstruction term does not
-                    # depend on the final kernel (only the re-centring phase)
-                    Gc = rfft2(shrink_into(g, p["bias"][L + 1][c], tmpr), workers=wk)
+                    # depend on the final kernel (only on the re-centring phase)
+                    Gc = rfft2(shrink_into(g, p["bias"][L + 1][c], bb.tmpr), workers=fw)
                     np.multiply(sp["Wc"][c], Gc, out=buf)
                     B += buf
-                    if want_gf:
+                    if return_state:
                         Gf[c] = Gc
-            # kernel least squares Kt = (rho sum conj(Z) Y + K) / (rho sum |Z|^2 + 1)
-            rho = p["kernel_prox"][t]
-            num *= rho
-            num += K
-            den *= rho
-            den += 1
-            np.reciprocal(den, out=den)
-            num *= den
-            kt = irfft2(num, s=S, workers=wk, overwrite_x=True)
-            k, _ = kernel.soft_threshold_normalize(
-                kt, cfg.kernel_bias_scale * p["kernel_bias"][t], (Hk, Wk), temperature=cfg.temperature, eps=cfg.eps
-            )
-        del Z, buf, Yc, d, tmpr
+            return num, sqsum, B
+
+        pool = None
+        if nt > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            pool = ThreadPoolExecutor(nt)
+
+        def run(fn, *a):
+            if pool is None:
+                return [fn(0, *a)]
+            return list(pool.map(lambda gi: fn(gi, *a), range(nt)))
+
+        Gf = [None] * C
+        try:
+            run(init)
+            k = np.zeros((Hk, Wk), dtype)
+            k[h, h] = 1
+            for t in range(L):
+                El = E(L - 1 - t)
+                K = _kernel_otf(k, S, wk)
+                K2 = K.real * K.real
+                K2 += K.imag * K.imag
+                zeta = (cfg.prox_scale * p["zeta"][t]).astype(dtype)
+                last = t == L - 1
+                parts = run(layer, El, np.conj(K), K2, zeta, p["bias"][t + 1], last)
+                num = parts[0][0]
+                sqsum = parts[0][1]
+                for q in parts[1:]:
+                    num += q[0]
+                    sqsum += q[1]
+                if last:
+                    B = parts[0][2]
+                    for q in parts[1:]:
+                        B += q[2]
+                # kernel least squares Kt = (rho sum conj(Z) Y + K) / (rho sum |Z|^2 + 1)
+                rho = p["kernel_prox"][t]
+                den = sqsum[:, 0::2] + sqsum[:, 1::2]
+                num *= rho
+                num += K
+                den *= rho
+                den += 1
+                np.reciprocal(den, out=den)
+                num *= den
+                kt = irfft2(num, s=S, workers=wk, overwrite_x=True)
+                k, _ = kernel.soft_threshold_normalize(
+                    kt, cfg.kernel_bias_scale * p["kernel_bias"][t], (Hk, Wk), temperature=cfg.temperature, eps=cfg.eps
+                )
+        finally:
+            if pool is not None:
+                pool.shutdown()
+        del Z, bufs
         shift = kernel.center_of_mass_shift(k)
         if shift != (0, 0):
             k = kernel.shift_kernel(k, shift)
@@ -643,6 +685,7 @@ def _compose_cascade_vjp(ws, eff, ebars, xp):
 # --- fast-path helpers -------------------------------------------------------
 
 _SPECTRA_CACHE_BYTES = 256 * 2**20  # largest filter-spectra cache kept on a model
+_FAST_PATH = True  # benchmarks switch it off to time the general (tape-capable) path
 
 
 def _smooth_grid(shape, pad):

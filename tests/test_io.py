@@ -42,6 +42,10 @@ def _png(w, h, depth, ctype, idat, interlace=0):
             + _png_chunk(b"IEND", b""))
 
 
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4),
+          (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))  # (x0, y0, dx, dy) per pass
+
+
 def _paeth(a, b, c):
     a, b, c = (v.astype(np.int32) for v in (a, b, c))
     p = a + b - c
@@ -67,7 +71,7 @@ def _png16_reference(img, interlace):
     """16-bit PNG with every filter type, optionally Adam7 interlaced."""
     h, w, nch = img.shape
     ctype = {1: 0, 2: 4, 3: 2, 4: 6}[nch]
-    passes = [(0, 0, 1, 1)] if not interlace else hio._ADAM7
+    passes = [(0, 0, 1, 1)] if not interlace else _ADAM7
     data = b""
     for x0, y0, dx, dy in passes:
         sub = img[y0::dy, x0::dx]
@@ -185,6 +189,31 @@ def test_palette_png_read_as_rgb(tmp_path):
     np.testing.assert_array_equal(np.rint(y * 255), np.asarray(im.convert("RGB")))
 
 
+def test_png_colour_key_is_not_alpha(tmp_path):
+    # libpng expands a tRNS colour key to alpha; it is ignored, as Pillow does
+    x = _rng().integers(0, 256, (5, 6, 3)).astype(np.uint8)
+    p = tmp_path / "t.png"
+    Image.fromarray(x).save(p, transparency=tuple(int(v) for v in x[0, 0]))
+    y, info = read_image(p)
+    assert y.shape == (5, 6, 3) and info.channels == 3 and not info.had_alpha
+    np.testing.assert_array_equal(np.rint(y * 255), x)
+
+
+@pytest.mark.parametrize("depth", [1, 2, 4])
+def test_low_depth_gray_png(tmp_path, depth):
+    top = 2 ** depth - 1
+    x = _rng().integers(0, top + 1, (6, 13)).astype(np.uint8)
+    p = tmp_path / "low.png"
+    if depth == 1:
+        Image.fromarray(x.astype(bool)).save(p)
+    else:
+        Image.fromarray(x * (255 // top)).save(p, bits=depth)
+    assert p.read_bytes()[24] == depth  # IHDR bit depth as intended
+    y, info = read_image(p)
+    assert info.bit_depth == depth and y.shape == x.shape
+    np.testing.assert_allclose(y, x / top, atol=1e-12)
+
+
 def test_npy_int_and_bool_arrays(tmp_path):
     p = tmp_path / "b.npy"
     np.save(p, np.array([[True, False]]))
@@ -199,12 +228,12 @@ def test_pil_globals_restored(tmp_path):
     from PIL import ImageFile
 
     before = Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES
-    p = tmp_path / "a.png"
+    p = tmp_path / "a.jpg"
     write_image(p, np.zeros((4, 4)))
     read_image(p)
-    (tmp_path / "bad.png").write_bytes(p.read_bytes()[:40])
+    (tmp_path / "bad.jpg").write_bytes(p.read_bytes()[:40])
     with pytest.raises(InputError):
-        read_image(tmp_path / "bad.png")
+        read_image(tmp_path / "bad.jpg")
     assert (Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES) == before
 
 
@@ -310,7 +339,7 @@ BAD_FILES = [
     ("empty file", _make_empty, "empty"),
     ("unsupported extension", _make_bad_ext, "unsupported file extension"),
     ("truncated PNG", _make_truncated_png, "truncated or corrupt"),
-    ("truncated 16-bit PNG", _make_truncated_png16, "truncated PNG"),
+    ("truncated 16-bit PNG", _make_truncated_png16, "truncated or corrupt"),
     ("16-bit PNG bad CRC", _make_bad_crc_png16, "CRC"),
     ("truncated JPEG", _make_truncated_jpeg, "truncated or corrupt"),
     ("corrupt TIFF", _make_corrupt_tiff, "TIFF"),

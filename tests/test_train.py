@@ -202,3 +202,10 @@ def test_argparse_requires_images():
         p.parse_args(["--out", "x"])
     a = p.parse_args(["--images", "d", "--out", "x", "--init", "published", "--kernels", "shake"])
     assert a.init == "published" and a.kernels == "shake" and not a.resume
+
+
+def test_export_with_levin_scores(tmp_path, shared):
+    _tiny_run(tmp_path / "r", steps=1, val_every=0)
+    export_model(tmp_path / "r", tmp_path / "m.npz", levin_limit=1, data_root=os.path.join(shared, "data"))
+    lev = load_model(tmp_path / "m.npz").meta["metrics"]["levin"]
+    assert lev["count"] == 1 and np.isfinite(lev["mean_psnr_aligned_db"])

@@ -70,7 +70,7 @@ cdef inline Py_ssize_t _nblocks(Py_ssize_t n) noexcept nogil:
 
 def _rview(a, Py_ssize_t lead):
     """Flat real view: (lead, 2 * n) for complex, (lead, n) for real."""
-    a = a.reshape(lead, a.size // lead if lead else 0)
+    a = a.reshape(lead, a.size // lead if lead else int(np.prod(a.shape[1:])))
     if a.dtype.kind == "c":
         a = a.view(np.float32 if a.dtype == np.complex64 else np.float64)
     return a

@@ -1,0 +1,140 @@
+"""Benchmark: the unrolled network's forward pass (and one training step).
+
+Times a 290x450 gray image through the published model per available
+backend, fast and exact mode, float32, and reports milliseconds and
+*FFT-equivalents*: the time divided by the time of one ``scipy.fft.rfft2``
+of a 384x576 float32 array, measured in the same run (interleaved with the
+cases, best of N), so the ratio stays meaningful on a loaded machine. Both
+wall time and process CPU time are reported; on shared cores trust the CPU
+column (wall time includes waiting for other jobs).
+
+Run ``python benchmarks/bench_unrolled.py [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+import scipy.fft
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import hqsdeblur  # noqa: E402
+from hqsdeblur import model_io, unrolled  # noqa: E402
+from hqsdeblur.backend import use_backend  # noqa: E402
+
+SHARED = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared"))
+MODEL = os.path.join(SHARED, "reference", "dublid_linear_16c10l.npz")
+PARITY = os.path.join(SHARED, "reference", "parity_000_00.npz")
+PYTORCH_S = (0.33, 0.40)  # published PyTorch implementation, 290x450 (reference)
+
+
+def _once(fn):
+    w, c = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - w, time.process_time() - c
+
+
+def fft_unit(shape=(384, 576), reps=10):
+    """(wall, cpu) seconds of one float32 rfft2 of `shape` (best of a few
+    blocks of `reps` back-to-back transforms)."""
+    a = np.random.default_rng(0).random(shape, dtype=np.float32)
+    best = [np.inf, np.inf]
+    for _ in range(3):
+        w, c = _once(lambda: [scipy.fft.rfft2(a) for _ in range(reps)])
+        best = [min(best[0], w / reps), min(best[1], c / reps)]
+    return tuple(best)
+
+
+def measure(cases, *, repeat=3, unit_shape=(384, 576)):
+    """Time every ``name -> fn`` in `cases`, interleaved with the FFT unit.
+
+    Returns ``{name: (wall_s, cpu_s)}`` (best of `repeat`) and the unit
+    ``(wall_s, cpu_s)``.
+    """
+    res = {k: [np.inf, np.inf] for k in cases}
+    unit = [np.inf, np.inf]
+    for fn in cases.values():  # warm-up (plans, caches, JIT)
+        fn()
+    for _ in range(repeat):
+        u = fft_unit(unit_shape)
+        unit = [min(unit[0], u[0]), min(unit[1], u[1])]
+        for k, fn in cases.items():
+            w, c = _once(fn)
+            res[k] = [min(res[k][0], w), min(res[k][1], c)]
+    return {k: tuple(v) for k, v in res.items()}, tuple(unit)
+
+
+def row(name, t, unit, extra=""):
+    return f"| {name} | {t[0] * 1e3:.0f} | {t[0] / unit[0]:.0f} | {t[1] * 1e3:.0f} | {t[1] / unit[1]:.0f} |{extra}"
+
+
+HEADER = "| case | wall ms | wall FFT-eq | CPU ms | CPU FFT-eq |"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer repeats, no exact mode")
+    ap.add_argument("--repeat", type=int, default=None)
+    args = ap.parse_args(argv)
+    if not os.path.exists(MODEL):
+        print(f"reference model not found at {MODEL}; nothing to benchmark")
+        return 0
+    model = model_io.load_model(MODEL)
+    y = np.load(PARITY)["blurred"].astype(np.float32)
+    rep = args.repeat or (2 if args.quick else 5)
+    cases = {}
+    for be in hqsdeblur.available_backends():
+        if be == "cupy":
+            continue  # host arrays only here
+
+        def fast(be=be):
+            with use_backend(be):
+                model.forward(y)
+
+        def general(be=be):
+            unrolled._FAST_PATH = False
+            try:
+                with use_backend(be):
+                    model.forward(y)
+            finally:
+                unrolled._FAST_PATH = True
+
+        def train_step(be=be):
+            with use_backend(be):
+                x, k, T = model.forward(y, tape=True)
+                model.backward(T, x - y)
+
+        cases[f"{be} fast"] = fast
+        if not args.quick:
+            cases[f"{be} fast, general path (tape-capable)"] = general
+        cases[f"{be} training step (fwd+bwd, tape)"] = train_step
+        if not args.quick:
+
+            def exact(be=be):
+                with use_backend(be):
+                    model.forward(y, exact=True)
+
+            cases[f"{be} exact"] = exact
+    res, unit = measure(cases, repeat=rep)
+    print(f"Unrolled forward, 290x450 gray, float32, 16 channels x 10 layers; FFT unit = rfft2 384x576 float32: "
+          f"{unit[0] * 1e3:.3f} ms wall, {unit[1] * 1e3:.3f} ms CPU (best of {rep})\n")
+    print(HEADER + " vs PyTorch (wall) |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for k, t in res.items():
+        lo, hi = PYTORCH_S
+        print(row(k, t, unit, f" {lo / t[0]:.1f}-{hi / t[0]:.1f}x |"))
+    for be in hqsdeblur.available_backends():
+        a, b = res.get(f"{be} training step (fwd+bwd, tape)"), res.get(f"{be} fast")
+        if a and b:
+            print(f"\n{be}: training step / fast forward = {a[0] / b[0]:.1f} (wall), {a[1] / b[1]:.1f} (CPU)")
+    print(f"\nPublished PyTorch: {PYTORCH_S[0] * 1e3:.0f}-{PYTORCH_S[1] * 1e3:.0f} ms (reference machine).")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
