@@ -1,6 +1,9 @@
-"""NumPy reference implementations of the elementwise HQS kernels.
+"""Validating wrappers around the NumPy reference kernels.
 
-These are the readable definitions that the compiled variants
+The math lives once, next to its step (``*_ref`` functions in
+:mod:`hqsdeblur.steps`); this module adds the argument checks and dtype
+rules shared with the compiled variants, and is the reference that the
+compiled variants
 (:mod:`hqsdeblur._ext._elementwise`, Cython + OpenMP, and
 :mod:`hqsdeblur._numba_kernels`) must reproduce.  All three modules expose
 the same functions with identical signatures.
@@ -24,6 +27,11 @@ Conventions
 """
 
 import numpy as np
+
+from .steps import features as _features
+from .steps import kernel as _kernel
+from .steps import reconstruct as _reconstruct
+from .steps import shrink as _shrink
 
 try:  # the errors module is owned by the io/validation engineer
     from hqsdeblur.errors import InputError
@@ -192,8 +200,7 @@ def soft_shrink(x, b, out=None):
     """
     x, b = _prep_shrink(x, b)
     out = _check_out(out, x)
-    bb = b[:, None, None]
-    np.multiply(np.sign(x), np.maximum(np.abs(x) - bb, 0), out=out)
+    out[...] = _shrink.soft_shrink_ref(x, b)
     return out
 
 
@@ -234,10 +241,8 @@ def soft_shrink_vjp(x, b, gbar):
     x, b = _prep_shrink(x, b)
     gbar = _as(gbar, x.dtype, 3, "gbar")
     _check_same(gbar.shape, x.shape, "gbar")
-    active = np.abs(x) > b[:, None, None]
-    xbar = np.where(active, gbar, 0).astype(x.dtype)
-    bbar = -np.sum(np.where(active, gbar * np.sign(x), 0), axis=(1, 2), dtype=np.float64)
-    return xbar, bbar.astype(x.dtype)
+    xbar, bbar = _shrink.soft_shrink_vjp_ref(x, b, gbar)
+    return xbar.astype(x.dtype), bbar.astype(x.dtype)
 
 
 def feature_update(Y, Z, K, zeta):
@@ -264,9 +269,7 @@ def feature_update(Y, Z, K, zeta):
     array([[[0.5]]])
     """
     Y, Z, K, zeta = _prep_feature(Y, Z, K, zeta)
-    z = zeta[:, None, None]
-    D = z * (K.real**2 + K.imag**2) + 1
-    return (z * np.conj(K) * Y + Z) / D
+    return _features.feature_update_ref(Y, Z, K, zeta)
 
 
 def feature_update_vjp(Y, Z, K, zeta, G, Gbar, full_shape):
@@ -307,16 +310,8 @@ def feature_update_vjp(Y, Z, K, zeta, G, Gbar, full_shape):
     Gbar = _as(Gbar, Y.dtype, 3, "Gbar")
     _check_same(G.shape, Y.shape, "G")
     _check_same(Gbar.shape, Y.shape, "Gbar")
-    _, W = _check_full_shape(full_shape, *Y.shape[1:])
-    z = zeta[:, None, None]
-    D = z * (K.real**2 + K.imag**2) + 1
-    R = Y - G * K  # residual of the data term
-    Zbar = Gbar / D
-    Ybar = z * K * Zbar
-    Kbar = np.sum(-z * Zbar * np.conj(G) * K + z * np.conj(Gbar) * R / D, axis=0)
-    m = half_spectrum_weights(W)
-    terms = m * np.real(np.conj(Gbar) * np.conj(K) * R / D)
-    zeta_bar = np.sum(terms, axis=(1, 2), dtype=np.float64) / (Y.shape[1] * W)
+    _check_full_shape(full_shape, *Y.shape[1:])
+    Ybar, Zbar, Kbar, zeta_bar = _features.feature_update_vjp_ref(Y, Z, K, zeta, G, Gbar, tuple(full_shape))
     return Ybar, Zbar, Kbar.astype(Y.dtype), zeta_bar.astype(zeta.dtype)
 
 
@@ -342,9 +337,7 @@ def kernel_ls(Z, Y, P, rho):
     array([[0.66666667]])
     """
     Z, Y, P, rho = _prep_kernel(Z, Y, P, rho)
-    num = rho * np.sum(np.conj(Z) * Y, axis=0) + P
-    den = rho * np.sum(Z.real**2 + Z.imag**2, axis=0) + 1
-    return (num / den).astype(Z.dtype)
+    return _kernel.kernel_ls_ref(Z, Y, P, rho).astype(Z.dtype)
 
 
 def kernel_ls_vjp(Z, Y, P, rho, Kt, Ktbar, full_shape):
@@ -380,17 +373,9 @@ def kernel_ls_vjp(Z, Y, P, rho, Kt, Ktbar, full_shape):
     Ktbar = _as(Ktbar, Z.dtype, 2, "Ktbar")
     _check_same(Kt.shape, Z.shape[1:], "Kt")
     _check_same(Ktbar.shape, Z.shape[1:], "Ktbar")
-    _, W = _check_full_shape(full_shape, *Z.shape[1:])
-    S = np.sum(Z.real**2 + Z.imag**2, axis=0)
-    den = rho * S + 1
-    Pbar = Ktbar / den
-    Ybar = rho * Z * Pbar
-    Zbar = -rho * Pbar * np.conj(Kt) * Z + rho * np.conj(Pbar) * (Y - Kt * Z)
-    m = half_spectrum_weights(W)
-    cross = np.sum(np.conj(Z) * Y, axis=0)
-    terms = m * np.real(np.conj(Ktbar) * (cross - Kt * S) / den)
-    rho_bar = float(np.sum(terms, dtype=np.float64)) / (Z.shape[1] * W)
-    return Zbar, Ybar, Pbar.astype(Z.dtype), rho_bar
+    _check_full_shape(full_shape, *Z.shape[1:])
+    Zbar, Ybar, Pbar, rho_bar = _kernel.kernel_ls_vjp_ref(Z, Y, P, rho, Kt, Ktbar, tuple(full_shape))
+    return Zbar, Ybar, Pbar.astype(Z.dtype), float(rho_bar)
 
 
 def reconstruct_gray(Y0, K, W, G, eta):
@@ -420,7 +405,4 @@ def reconstruct_gray(Y0, K, W, G, eta):
     array([[1.]])
     """
     Y0, K, W, G, eta = _prep_recon(Y0, K, W, G, eta)
-    e = eta[:, None, None]
-    num = np.conj(K) * Y0 + np.sum(e * np.conj(W) * G, axis=0)
-    den = K.real**2 + K.imag**2 + np.sum(e * (W.real**2 + W.imag**2), axis=0)
-    return (num / den).astype(Y0.dtype)
+    return _reconstruct.reconstruct_gray_ref(Y0, K, W, G, eta).astype(Y0.dtype)

@@ -44,6 +44,8 @@ __all__ = [
 
 # Fixed block count for pixel reductions (thread-count independent rounding).
 _NBLOCKS = 64
+# Pixels per parallel work item of the purely elementwise loops.
+_TILE = 2048
 
 _jit = njit(parallel=True, fastmath=False, cache=True, nogil=True)
 
@@ -63,20 +65,20 @@ def _flat(a):
 
 @_jit
 def _soft_shrink(x, b, out):
+    # tiles of the pixel index in parallel, channels inside, contiguous
+    # branch-free inner loop (x - clip(x, -b, b); NaN propagates)
     C, N = x.shape
-    zero = x.dtype.type(0)
-    for i in prange(N):
+    nt = (N + _TILE - 1) // _TILE
+    for t in prange(nt):
+        start = t * _TILE
+        stop = min(start + _TILE, N)
         for c in range(C):
-            v = x[c, i]
             bc = b[c]
-            if v > bc:
-                out[c, i] = v - bc
-            elif v < -bc:
-                out[c, i] = v + bc
-            elif v == v:
-                out[c, i] = zero
-            else:  # keep NaN like the reference
-                out[c, i] = v
+            for i in range(start, stop):
+                v = x[c, i]
+                w = v if v < bc else bc
+                w = w if w > -bc else -bc
+                out[c, i] = v - w
 
 
 @_jit
@@ -93,14 +95,8 @@ def _soft_shrink_vjp(x, b, gbar, xbar, partial):
             for i in range(start, stop):
                 v = x[c, i]
                 g = gbar[c, i]
-                if v > bc:
-                    xbar[c, i] = g
-                    acc -= g
-                elif v < -bc:
-                    xbar[c, i] = g
-                    acc += g
-                else:
-                    xbar[c, i] = zero
+                xbar[c, i] = g if (v > bc or v < -bc) else zero
+                acc += (g if v < -bc else zero) - (g if v > bc else zero)
             partial[k, c] = acc
 
 

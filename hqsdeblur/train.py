@@ -488,7 +488,8 @@ def train(images, out, *, steps=1000, batch=8, patch=96, channels=16, layers=10,
           kappa=100.0, kernel_shift=3, weight_decay=0.0, init="xavier", init_from=None,
           seed=0, val_images=None, val_every=100, val_patches=24, val_patch=128,
           ckpt_every=25, resume=False, dtype=np.float32, noise_sigma=(0.0, 0.01),
-          threads=1, backend=None, progress=True, log=None, stop_after=None, pool=None):
+          threads=1, backend=None, progress=True, log=None, stop_after=None, pool=None,
+          snapshots=True):
     """Train an unrolled network (or resume training) and return a summary.
 
     Parameters
@@ -543,6 +544,9 @@ def train(images, out, *, steps=1000, batch=8, patch=96, channels=16, layers=10,
         Stop (with a checkpoint) after this many steps of this call - for tests.
     pool : list of ndarray, optional
         Measured kernel pool (default: the shared pool without Levin's kernels).
+    snapshots : bool
+        Also keep the model of every validation step as
+        ``out/snapshots/step_NNNNNN.npz``.
 
     Returns
     -------
@@ -637,6 +641,11 @@ def train(images, out, *, steps=1000, batch=8, patch=96, channels=16, layers=10,
     def run_validation(step):
         v, vb = validate(model, val_batch, dtype=dtype)
         best["latest_val_psnr"], best["latest_val_step"], best["val_psnr_blurred"] = v, step, vb
+        if snapshots:
+            (out / "snapshots").mkdir(exist_ok=True)
+            save_model(out / "snapshots" / f"step_{step:06d}.npz", model, overwrite=True,
+                       training={**options, "steps_done": step},
+                       metrics={"val_psnr": v, "val_psnr_blurred": vb, "step": step})
         if best["best_val_psnr"] is None or v > best["best_val_psnr"]:
             best["best_val_psnr"], best["best_step"] = v, step
             save_model(out / BEST, model, overwrite=True,
@@ -767,6 +776,7 @@ def add_train_arguments(parser):
     a("--ckpt-every", type=int, default=25, help="checkpoint period in steps")
     a("--noise", type=float, default=0.01,
       help="training noise: sigma drawn uniformly in [0, NOISE] per patch (default 0.01)")
+    a("--no-snapshots", action="store_true", help="do not keep the model of every validation step")
     a("--dtype", choices=("float32", "float64"), default="float32")
     a("--threads", type=int, default=1, help="FFT worker threads (default 1)")
     a("--backend", default=None, help="array backend (numpy, cython, numba, cupy)")
@@ -787,7 +797,8 @@ def run_train(args):
                   val_every=args.val_every, val_patches=args.val_patches, val_patch=args.val_patch,
                   ckpt_every=args.ckpt_every, resume=args.resume, dtype=args.dtype,
                   noise_sigma=(0.0, args.noise),
-                  threads=args.threads, backend=args.backend, progress=not args.quiet)
+                  threads=args.threads, backend=args.backend, progress=not args.quiet,
+                  snapshots=not args.no_snapshots)
     except HqsdeblurError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -415,8 +415,8 @@ class UnrolledModel:
         class _Buf:
             def __init__(self):
                 self.buf = np.empty((F1, F2), cdt)
-                self.Yc = np.empty((F1, F2), cdt)
                 self.d = np.empty((F1, F2), dtype)
+                self.dc = np.zeros((F1, F2), cdt)  # d as complex (imag 0): complex*real casts slowly
                 self.sq = np.empty((F1, 2 * F2), dtype)
                 self.tmpr = np.empty(S, dtype)
 
@@ -435,28 +435,30 @@ class UnrolledModel:
                 u = irfft2(bb.buf, s=S, workers=fw, overwrite_x=True)
                 Z[c] = rfft2(shrink_into(u, p["bias"][0][c], bb.tmpr), workers=fw)
 
-        def layer(gi, El, Kc, K2, zeta, bt, last):
+        def layer(gi, El, P, K2, zeta, bt, last):
             bb = bufs[gi]
-            buf, Yc, d, sq = bb.buf, bb.Yc, bb.d, bb.sq
+            buf, d, dc, sq = bb.buf, bb.d, bb.dc, bb.sq
             num = np.zeros((F1, F2), cdt)
             sqsum = np.zeros((F1, 2 * F2), dtype)
             B = np.zeros((F1, F2), cdt) if last else None
             for c in groups[gi]:
-                np.multiply(El[c], Yg, out=Yc)
-                # feature update G = (zeta conj(K) Y + Z) / (zeta |K|^2 + 1)
-                np.multiply(Kc, Yc, out=buf)
+                # feature update G = (zeta conj(K) Y + Z) / (zeta |K|^2 + 1),
+                # Y = E Yg and P = conj(K) Yg
+                np.multiply(El[c], P, out=buf)
                 buf *= zeta[c]
                 buf += Z[c]
                 np.multiply(K2, zeta[c], out=d)
                 d += 1
-                np.reciprocal(d, out=d)  # complex / real is slow in NumPy; * (1/real) is not
-                buf *= d
+                np.reciprocal(d, out=d)
+                dc.real[...] = d
+                buf *= dc
                 g = irfft2(buf, s=S, workers=fw, overwrite_x=True)
                 Zc = rfft2(shrink_into(g, bt[c], bb.tmpr), workers=fw)
                 Z[c] = Zc
-                # kernel LS sums: conj(Z) Y and |Z|^2 (interleaved re/im) over the channels
+                # kernel LS sums: conj(Z) E (times Yg later) and |Z|^2
+                # (interleaved re/im) over the channels
                 np.conj(Zc, out=buf)
-                buf *= Yc
+                buf *= El[c]
                 num += buf
                 v = Zc.view(dtype)
                 np.multiply(v, v, out=sq)
@@ -494,7 +496,7 @@ class UnrolledModel:
                 K2 += K.imag * K.imag
                 zeta = (cfg.prox_scale * p["zeta"][t]).astype(dtype)
                 last = t == L - 1
-                parts = run(layer, El, np.conj(K), K2, zeta, p["bias"][t + 1], last)
+                parts = run(layer, El, np.conj(K) * Yg, K2, zeta, p["bias"][t + 1], last)
                 num = parts[0][0]
                 sqsum = parts[0][1]
                 for q in parts[1:]:
@@ -507,12 +509,13 @@ class UnrolledModel:
                 # kernel least squares Kt = (rho sum conj(Z) Y + K) / (rho sum |Z|^2 + 1)
                 rho = p["kernel_prox"][t]
                 den = sqsum[:, 0::2] + sqsum[:, 1::2]
+                num *= Yg
                 num *= rho
                 num += K
                 den *= rho
                 den += 1
                 np.reciprocal(den, out=den)
-                num *= den
+                num *= den.astype(cdt)
                 kt = irfft2(num, s=S, workers=wk, overwrite_x=True)
                 k, _ = kernel.soft_threshold_normalize(
                     kt, cfg.kernel_bias_scale * p["kernel_bias"][t], (Hk, Wk), temperature=cfg.temperature, eps=cfg.eps
@@ -534,7 +537,7 @@ class UnrolledModel:
         den += K.imag * K.imag
         den += sp["den0"]
         np.reciprocal(den, out=den)
-        B *= den
+        B *= den.astype(cdt)
         xg = sfft.irfft2(B, s=S, workers=wk, overwrite_x=True)
         x = xg[h : h + Hv, h : h + Wv]
         if return_state:

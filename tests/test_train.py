@@ -161,7 +161,9 @@ def test_run_outputs_and_atomic_checkpoint(tmp_path, monkeypatch):
     out = tmp_path / "run"
     s = _tiny_run(out, steps=2)
     names = sorted(os.listdir(out))
-    assert names == ["best_model.npz", "checkpoint.npz", "curves.png", "log.csv", "log.json", "options.json"]
+    assert names == ["best_model.npz", "checkpoint.npz", "curves.png", "log.csv", "log.json", "options.json",
+                     "snapshots"]
+    assert sorted(os.listdir(out / "snapshots")) == ["step_000000.npz", "step_000002.npz"]
     assert s["best_val_psnr"] is not None
     before = (out / "checkpoint.npz").read_bytes()
     model, state, step, _ = load_checkpoint(out / "checkpoint.npz")
