@@ -378,7 +378,8 @@ class UnrolledModel:
     def _forward_fast(self, y, S, dtype, be, *, return_state=False):
         """Inference-only fast mode (gray, NumPy arrays, smooth border): the
         same iteration as the general path, with cached filter spectra,
-        batched FFTs, fused in-place elementwise steps and no rolls."""
+        channel-at-a-time in-place steps on threads and no rolls (see
+        benchmarks/README.md for what each change buys)."""
         import scipy.fft as sfft
 
         from .backend import _workers
@@ -771,7 +772,8 @@ def reconstruct_channels(state, channels, *, joint=True):
 
     ``joint=True`` solves the n x n system per frequency in which the
     features constrain the luminance of the result (filters ``w_c`` applied
-    to ``sum_j LUMA_j x_j``); ``joint=False`` reconstructs every channel on
+    to ``sum_j LUMA_j x_j``) and pull the filtered chroma towards zero;
+    ``joint=False`` reconstructs every channel on
     its own with the same features.
     """
     be = backend_for(channels)
@@ -785,9 +787,17 @@ def reconstruct_channels(state, channels, *, joint=True):
     Y0 = be.rfft2(grid)
     W = state["W"][:, 0]
     if joint:
-        lw = xp.asarray(LUMA[:n] if n == 3 else (1.0 / n,) * n, dtype=W.real.dtype)
-        Wj = W[:, None] * lw[None, :, None, None]
-        X = reconstruct.reconstruct(Y0, state["K"], Wj, state["Gf"], state["eta"])
+        # Luminance rows carry the features; the chroma directions (the
+        # orthogonal complement of the luminance weights) get the same filters
+        # with target 0, so that no colour direction is left unregularised
+        # where |K| vanishes.
+        lw = np.asarray(LUMA[:n] if n == 3 else (1.0 / n,) * n)
+        basis = np.linalg.svd(lw[None, :] / np.linalg.norm(lw))[2][1:]  # (n-1, n)
+        rows = [xp.asarray(lw, dtype=W.real.dtype)] + [xp.asarray(r, dtype=W.real.dtype) for r in basis]
+        Wj = xp.concatenate([W[:, None] * r[None, :, None, None] for r in rows], axis=0)
+        Gj = xp.concatenate([state["Gf"]] + [xp.zeros_like(state["Gf"])] * (n - 1), axis=0)
+        ej = xp.concatenate([state["eta"]] * n)
+        X = reconstruct.reconstruct(Y0, state["K"], Wj, Gj, ej)
     else:
         X = xp.stack([reconstruct.reconstruct(Y0[j], state["K"], W, state["Gf"], state["eta"]) for j in range(n)])
     return be.irfft2(X, s=S)[..., h : h + Hv, h : h + Wv]
