@@ -167,7 +167,37 @@ def _make(name):
 
 
 def _pick(mod):
-    return {name: getattr(mod, name) for name in _KERNELS if hasattr(mod, name)}
+    out = {name: getattr(mod, name) for name in _KERNELS if hasattr(mod, name)}
+    # The compiled shrinkage kernels take (C, H, W); the steps allow any
+    # number of trailing axes after the channel axis: fold them into two.
+    if "soft_shrink" in out:
+        out["soft_shrink"] = _as_3d(out["soft_shrink"])
+    if "soft_shrink_vjp" in out:
+        out["soft_shrink_vjp"] = _as_3d_vjp(out["soft_shrink_vjp"])
+    return out
+
+
+def _fold(x):
+    return x.reshape(x.shape[0], -1, x.shape[-1]) if x.ndim >= 2 else x.reshape(x.shape[0], 1, 1)
+
+
+def _as_3d(f):
+    def soft_shrink(x, b):
+        if x.ndim == 3:
+            return f(x, b)
+        return f(_fold(x), b).reshape(x.shape)
+
+    return soft_shrink
+
+
+def _as_3d_vjp(f):
+    def soft_shrink_vjp(x, b, gbar):
+        if x.ndim == 3:
+            return f(x, b, gbar)
+        xbar, bbar = f(_fold(x), b, _fold(gbar))
+        return xbar.reshape(x.shape), bbar
+
+    return soft_shrink_vjp
 
 
 _cache: dict[str, Backend] = {}

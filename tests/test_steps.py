@@ -315,3 +315,13 @@ def test_periodic_extend_adjoint_and_content(be, grid, off):
     e = to_numpy(border.periodic_extend(y, grid, off))
     r = np.roll(e, (-off[0], -off[1]), axis=(0, 1))
     assert np.array_equal(r[:9, :8], to_numpy(y))
+
+
+def test_shrink_any_trailing_shape_on_every_backend(be):
+    xp = be.xp
+    x = rng_arr(xp, (2, 3, 5, 4), 1)
+    b = xp.asarray([0.2, 0.5])
+    ref = np.sign(to_numpy(x)) * np.maximum(np.abs(to_numpy(x)) - np.array([0.2, 0.5])[:, None, None, None], 0)
+    assert np.allclose(to_numpy(shrink.soft_shrink(x, b)), ref)
+    xb, bb = shrink.soft_shrink_vjp(x, b, x)
+    assert xb.shape == x.shape and bb.shape == (2,)

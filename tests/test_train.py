@@ -211,3 +211,26 @@ def test_export_with_levin_scores(tmp_path, shared):
     export_model(tmp_path / "r", tmp_path / "m.npz", levin_limit=1, data_root=os.path.join(shared, "data"))
     lev = load_model(tmp_path / "m.npz").meta["metrics"]["levin"]
     assert lev["count"] == 1 and np.isfinite(lev["mean_psnr_aligned_db"])
+
+
+def test_shift_tolerant_image_loss_gradient(batch):
+    from hqsdeblur.train import patch_loss_and_grads
+
+    model = make_model(init="tv", seed=2, **TINY)
+    y, x, k = batch.blurred[0], batch.sharp[0], batch.kernel[0]
+    kw = dict(kappa=10.0, kernel_shift=2, image_shift=2, dtype=np.float64)
+    terms, g = patch_loss_and_grads(model, y, x, k, **kw)
+    plain, _ = patch_loss_and_grads(model, y, x, k, **{**kw, "image_shift": 0})
+    assert terms["image_mse"] <= plain["image_mse"]
+    d = {n: np.random.default_rng(5).standard_normal(v.shape) for n, v in model.params.items()}
+    base = {n: v.copy() for n, v in model.params.items()}
+
+    def loss_at(t):
+        model.params = {n: base[n] + t * d[n] for n in base}
+        model._cache = {}
+        return patch_loss_and_grads(model, y, x, k, **kw)[0]["loss"]
+
+    h = 1e-6
+    num = (loss_at(h) - loss_at(-h)) / (2 * h)
+    ana = sum(float(np.sum(g[n] * d[n])) for n in g)
+    assert abs(num - ana) < 1e-5 * abs(ana), (num, ana)
