@@ -438,7 +438,7 @@ def _plot(out, history):
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
     if len(loss):
         a1.semilogy(steps, loss, lw=0.5, alpha=0.4, label="loss")
-        w = max(1, len(loss) // 50)
+        w = max(1, min(50, len(loss) // 5))  # moving mean over up to 50 steps
         if w > 1:
             sm = np.convolve(loss, np.ones(w) / w, mode="valid")
             a1.semilogy(steps[w - 1:], sm, lw=1.5, label=f"mean of {w}")
@@ -514,7 +514,7 @@ def train(images, out, *, steps=1000, batch=8, patch=96, channels=16, layers=10,
           seed=0, val_images=None, val_every=100, val_patches=24, val_patch=128,
           ckpt_every=25, resume=False, dtype=np.float32, noise_sigma=(0.0, 0.01),
           threads=1, backend=None, progress=True, log=None, stop_after=None, pool=None,
-          snapshots=True):
+          snapshots=True, mix=(0.3, 0.5, 0.2), shake_max_extent=None):
     """Train an unrolled network (or resume training) and return a summary.
 
     Parameters
@@ -571,6 +571,10 @@ def train(images, out, *, steps=1000, batch=8, patch=96, channels=16, layers=10,
         Stop (with a checkpoint) after this many steps of this call - for tests.
     pool : list of ndarray, optional
         Measured kernel pool (default: the shared pool without Levin's kernels).
+    mix : (float, float, float)
+        Probabilities of (linear, shake, pool) kernels for ``kernels='mixed'``.
+    shake_max_extent : float, optional
+        Largest camera-shake trajectory extent in pixels (default: the window).
     snapshots : bool
         Also keep the model of every validation step as
         ``out/snapshots/step_NNNNNN.npz``.
@@ -620,13 +624,15 @@ def train(images, out, *, steps=1000, batch=8, patch=96, channels=16, layers=10,
                    image_shift=image_shift, weight_decay=weight_decay, init=init, init_from=None if init_from is None else str(init_from),
                    seed=seed, val_every=val_every, val_patches=val_patches, val_patch=val_patch,
                    ckpt_every=ckpt_every, dtype=np.dtype(dtype).name, noise_sigma=noise_sigma,
+                   mix=list(mix), shake_max_extent=shake_max_extent,
                    train_images=len(train_imgs), val_images=len(held),
                    images=str(images) if isinstance(images, (str, os.PathLike)) else "arrays",
                    backend=_backend.get_backend().name)
+    shake = {} if shake_max_extent is None else {"max_extent": float(shake_max_extent)}
     sampler = PairSampler(train_imgs, patch_size=patch, kernel_size=kernel_size, kernel_mode=kernels,
-                          noise_sigma=noise_sigma, pool=pool)
+                          noise_sigma=noise_sigma, pool=pool, mix=mix, shake_options=shake)
     val_sampler = PairSampler(held, patch_size=val_patch, kernel_size=kernel_size, kernel_mode=kernels,
-                              noise_sigma=0.01, pool=pool)
+                              noise_sigma=0.01, pool=pool, mix=mix, shake_options=shake)
     val_batch = make_batch(val_sampler, val_patches, seed=10_000 + seed + val_seed_offset, step=0) \
         if val_every and val_patches else None
 
@@ -778,6 +784,10 @@ def add_train_arguments(parser):
     a("--val-images", metavar="DIR", help="validation images (default: the held-out kodak24 group)")
     a("--out", required=True, metavar="DIR", help="run folder: checkpoint, logs, plot, best model")
     a("--kernels", choices=("linear", "shake", "mixed", "pool"), default="mixed", help="training blur kernels")
+    a("--mix", default="0.3,0.5,0.2", metavar="L,S,P",
+      help="probabilities of linear, shake and pool kernels for --kernels mixed (default 0.3,0.5,0.2)")
+    a("--shake-max-extent", type=float, default=None, metavar="PX",
+      help="largest camera-shake extent in pixels (default: the kernel window)")
     a("--steps", type=int, default=1000, help="total optimiser steps (default 1000)")
     a("--batch", type=int, default=8, help="patches per step (default 8)")
     a("--patch", type=int, default=96, help="patch size in pixels (default 96)")
@@ -813,6 +823,16 @@ def add_train_arguments(parser):
     return parser
 
 
+def _parse_mix(text):
+    try:
+        mix = tuple(float(v) for v in str(text).split(","))
+    except ValueError:
+        mix = ()
+    if len(mix) != 3:
+        raise InputError(f"--mix must be three comma-separated probabilities, not {text!r}")
+    return mix
+
+
 def run_train(args):
     """Run training from parsed arguments; returns an exit code
     (0 done, 130 stopped by a signal, 1 error)."""
@@ -827,7 +847,8 @@ def run_train(args):
                   ckpt_every=args.ckpt_every, resume=args.resume, dtype=args.dtype,
                   noise_sigma=(0.0, args.noise),
                   threads=args.threads, backend=args.backend, progress=not args.quiet,
-                  snapshots=not args.no_snapshots)
+                  snapshots=not args.no_snapshots, mix=_parse_mix(args.mix),
+                  shake_max_extent=args.shake_max_extent)
     except HqsdeblurError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
