@@ -17,7 +17,11 @@ import numpy as np
 import scipy.fft
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# an installed hqsdeblur (with its compiled extension) wins over the source tree
+try:
+    import hqsdeblur  # noqa: F401
+except ImportError:
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import hqsdeblur  # noqa: E402
 from hqsdeblur.backend import get_backend  # noqa: E402

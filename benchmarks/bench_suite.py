@@ -25,7 +25,11 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
-sys.path.insert(0, ROOT)
+# an installed hqsdeblur (with its compiled extension) wins over the source tree
+try:
+    import hqsdeblur  # noqa: F401
+except ImportError:
+    sys.path.insert(0, ROOT)
 
 SIZES = [(256, 256), (290, 450), (1024, 1024), (2048, 2048)]
 QUICK = [(256, 256), (290, 450)]

@@ -21,7 +21,11 @@ import time
 import numpy as np
 import scipy.fft
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# an installed hqsdeblur (with its compiled extension) wins over the source tree
+try:
+    import hqsdeblur  # noqa: F401
+except ImportError:
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import hqsdeblur  # noqa: E402
 from hqsdeblur import model_io, unrolled  # noqa: E402

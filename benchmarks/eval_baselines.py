@@ -27,7 +27,11 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+# an installed hqsdeblur (with its compiled extension) wins over the source tree
+try:
+    import hqsdeblur  # noqa: F401
+except ImportError:
+    sys.path.insert(0, str(REPO))
 
 from hqsdeblur.evaluate import evaluate, format_table, load_dataset, write_report  # noqa: E402
 from hqsdeblur.metrics import nonblind_wiener  # noqa: E402

@@ -143,3 +143,21 @@ def test_backends_agree(backend):
     ref = estimate_kernel(y, 13, backend="numpy", iterations=2)
     k = to_numpy(estimate_kernel(y, 13, backend=backend.name, iterations=2))
     assert np.max(np.abs(k - ref)) < 1e-5
+
+
+def test_kernel_support_and_back_off():
+    from hqsdeblur.tv import kernel_support
+
+    k = np.zeros((5, 5))
+    k[2, 1:4] = 1 / 3
+    assert kernel_support(k) == pytest.approx(3 / 5)
+    y = _blur(_scene(80, seed=4), _motion_kernel())
+    # a good estimate is kept ...
+    out, kest, info = blind_deconvolve(y, kernel_size=13, iterations=2, return_info=True)
+    assert not info["backed_off"] and info["support"] < 12
+    # ... a kernel that fills more of its window than allowed is rejected:
+    # the input comes back unchanged with the delta kernel
+    out, kest, info = blind_deconvolve(y, kernel_size=13, iterations=2, max_support=0.0,
+                                       return_info=True)
+    assert info["backed_off"] and info["kernel_rejected"].shape == (13, 13)
+    assert np.array_equal(out, y) and kest[6, 6] == 1 and kest.sum() == 1
