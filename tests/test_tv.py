@@ -161,3 +161,28 @@ def test_kernel_support_and_back_off():
                                        return_info=True)
     assert info["backed_off"] and info["kernel_rejected"].shape == (13, 13)
     assert np.array_equal(out, y) and kest[6, 6] == 1 and kest.sum() == 1
+
+
+def test_noise_level_and_noisy_input_do_not_destroy_the_image():
+    """At 1 % noise the kernel is estimated on a smoothed copy and the final
+    prior weight grows with the noise variance (before this rule, held-out
+    Kodak images at sigma 0.01 lost 4-15 dB)."""
+    from hqsdeblur.data import linear_kernel
+    from hqsdeblur.metrics import aligned_compare
+    from hqsdeblur.tv import blind_deconvolve, noise_level
+    from scipy.signal import fftconvolve
+
+    rng = np.random.default_rng(3)
+    flat = 0.5 + 0.01 * rng.standard_normal((128, 128))
+    assert abs(noise_level(flat) - 0.01) < 0.002
+    from skimage import data, transform
+
+    x = transform.resize(data.camera().astype(float) / 255, (160, 160), anti_aliasing=True)
+    k = linear_kernel(11, 30.0, size=15)
+    y = fftconvolve(np.pad(x, 7, mode="reflect"), k, mode="valid")
+    y = np.clip(y + 0.01 * rng.standard_normal(y.shape), 0, 1)
+    out, ke, info = blind_deconvolve(y, kernel_size=15, return_info=True)
+    assert info["noise_level"] > 0.005
+    assert np.all(np.isfinite(out))
+    gain = aligned_compare(out, x, compute_ssim=False)["psnr"] - aligned_compare(y, x, compute_ssim=False)["psnr"]
+    assert gain > 0
