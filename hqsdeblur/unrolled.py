@@ -116,9 +116,7 @@ def init_params(cfg: UnrolledConfig, *, seed=0, init="xavier", dtype=np.float64)
             # bilinear split of the +1 tap along the direction
             d[i, :, c, c + 1] += max(dx, 0)
             d[i, :, c, c - 1] += max(-dx, 0)
-            d[i, :, c + 1, c] += abs(dy) * (1 - abs(dx)) + abs(dy) * abs(dx) * 0
-            if dy > 0 and abs(dx) > 0:
-                d[i, :, c + 1, c] += 0
+            d[i, :, c + 1, c] += abs(dy) * (1 - abs(dx))
         p["w0"] = d / cfg.image_channels
         for l in range(1, L):
             eye = np.zeros((C, C, K, K))
@@ -134,6 +132,7 @@ class _Tape:
 
     def __init__(self):
         self.layers = []
+        self.outs = None  # spatial cascade outputs (exact / zero-border path only)
 
 
 class UnrolledModel:
@@ -574,8 +573,6 @@ class UnrolledModel:
         h, pad = Hk // 2, Hk - 1
         Hv, Wv = T.y.shape[-2:]
         grads = {k: xp.zeros(v.shape, dtype=T.dtype) for k, v in p.items()}
-        if T.shift != (0, 0) and False:
-            pass
 
         # --- reconstruction
         xg_bar = fourier.embed(xbar if not T.gray else xbar[None] if xbar.ndim == 2 else xbar, S, (h, h))
@@ -588,7 +585,7 @@ class UnrolledModel:
         else:
             Y0b, Kb, Wb, Gfb, etab = reconstruct.reconstruct_vjp(T.Y0, T.Kfin, T.W, T.Gf, T.eta, T.X, Xbar, S)
         grads["eta"] += cfg.prox_scale * etab
-        A0bar = fourier.psf2otf_adjoint(Wb, (3, 3) if cfg.filter_size == 3 else (cfg.filter_size,) * 2, S, centre=(cfg.filter_size // 2,) * 2)
+        A0bar = fourier.psf2otf_adjoint(Wb, (cfg.filter_size,) * 2, S, centre=(cfg.filter_size // 2,) * 2)
         k_bar = fourier.psf2otf_adjoint(Kb, (Hk, Hk), S, centre=(0, 0))
         if kbar is not None:
             k_bar = k_bar + kbar
@@ -639,8 +636,7 @@ class UnrolledModel:
         Ybars[L - 1] = Ybars[L - 1] + be.rfft2(fourier.roll_adjoint(u_bar, (-h, -h)))
 
         # --- features
-        Cin = T.y.shape[0]
-        if T.outs is not None if hasattr(T, "outs") else False:
+        if T.outs is not None:
             Fbars = [fourier.embed_adjoint(be.irfft2(Yb, s=S), (Hv, Wv), (pad, pad)) for Yb in Ybars]
             _, wbars = filters.cascade_vjp(T.y, T.ws, T.outs, Fbars)
         else:
