@@ -465,14 +465,11 @@ def _plot(out, history):
 # --------------------------------------------------------------------------
 
 def _limit_fft_workers(n):
-    """Use `n` FFT workers. The backend uses one per core; there is no
-    setting for it yet, so its private helper is replaced (a fallback until
-    the backend reads ``HQSDEBLUR_FFT_WORKERS`` itself)."""
+    """Use `n` FFT workers (the backend reads ``HQSDEBLUR_FFT_WORKERS`` at
+    every transform)."""
     if n is None:
         return
-    n = max(1, int(n))
-    os.environ["HQSDEBLUR_FFT_WORKERS"] = str(n)
-    _backend._workers = lambda: n
+    os.environ["HQSDEBLUR_FFT_WORKERS"] = str(max(1, int(n)))
 
 
 class _StopFlag:
