@@ -208,20 +208,8 @@ def _resize(img, scale):
 def _resize_kernel(k, size):
     """Upsample a kernel estimated at a coarse scale to an odd `size` window,
     non-negative, sum 1, centred."""
-    from scipy import ndimage
-
     from .steps.kernel import center_of_mass_shift, shift_kernel
+    from .tv import resize_kernel
 
-    z = ndimage.zoom(k, size / k.shape[0], order=1, mode="grid-constant", grid_mode=True)
-    out = np.zeros((size, size))
-    h, w = min(size, z.shape[0]), min(size, z.shape[1])
-    oy, ox = (size - h) // 2, (size - w) // 2
-    zy, zx = (z.shape[0] - h) // 2, (z.shape[1] - w) // 2
-    out[oy : oy + h, ox : ox + w] = z[zy : zy + h, zx : zx + w]
-    out = np.maximum(out, 0)
-    s = out.sum()
-    if not s > 0:
-        out[size // 2, size // 2] = 1
-        return out
-    out /= s
+    out = resize_kernel(k, size)
     return shift_kernel(out, center_of_mass_shift(out))

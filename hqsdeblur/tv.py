@@ -136,7 +136,7 @@ def pyramid_sizes(kernel_size, *, scale_factor=1 / math.sqrt(2), coarsest=5):
     return out[::-1]
 
 
-def _odd_resize_kernel(k, size):
+def resize_kernel(k, size):
     """Resize a kernel to (size, size) (bilinear), non-negative, sum 1."""
     kh = k.shape[0]
     if kh == size:
@@ -340,7 +340,7 @@ def estimate_kernel(
     k[levels[0][0] // 2, levels[0][0] // 2] = 1
     info = {"levels": [], "kernels": []}
     for li, (ks, scale) in enumerate(levels):
-        k = _odd_resize_kernel(k, ks)
+        k = resize_kernel(k, ks)
         ys = _rescale(np.asarray(y, dtype=np.float64), scale)
         pad = ks + ks // 2 + 2
         grid = fourier.fft_shape((ys.shape[0] + 2 * pad, ys.shape[1] + 2 * pad))
