@@ -58,7 +58,7 @@ DEFAULT_KERNEL_POOL = _REPO_ROOT.parent / "shared" / "data" / "kernels_real" / "
 DEFAULT_TRAIN_IMAGES = _REPO_ROOT.parent / "shared" / "data" / "train_images"
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
-_GRAY_WEIGHTS = np.array([0.2125, 0.7154, 0.0721])
+from .validate import LUMA as _GRAY_WEIGHTS  # noqa: E402
 
 
 # --------------------------------------------------------------------------

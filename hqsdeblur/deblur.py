@@ -14,12 +14,11 @@ import numpy as np
 
 from .backend import backend_for, get_backend, to_numpy, use_backend
 from .errors import InputError
-from .validate import as_image, check_finite_output, check_kernel_size
+from .validate import LUMA, as_image, check_finite_output, check_kernel_size
 
 __all__ = ["deblur", "unrolled_deblur", "default_model_path", "load_default_model"]
 
 _MODELS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "models")
-LUMA = np.array([0.2125, 0.7154, 0.0721])
 
 
 def default_model_path():

@@ -43,7 +43,7 @@ _KERNEL_NPZ = {
 }
 
 #: skimage ``rgb2gray`` coefficients (ITU-R BT.709 luma).
-_RGB2GRAY = (0.2125, 0.7154, 0.0721)
+from .validate import LUMA as _RGB2GRAY  # noqa: E402
 
 
 class DatasetItem(NamedTuple):

@@ -23,7 +23,7 @@ from .errors import InputError
 
 __all__ = ["estimate_kernel_region", "deconvolve_tiled", "deblur_large"]
 
-_LUMA = np.array([0.2125, 0.7154, 0.0721])
+from .validate import LUMA as _LUMA  # noqa: E402
 
 
 def _luma_block(image, rows, cols):

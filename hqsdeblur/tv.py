@@ -56,7 +56,7 @@ from .steps.kernel import center_of_mass_shift, kernel_ls, project_simplex, shif
 
 __all__ = ["blind_deconvolve", "estimate_kernel", "kernel_support", "pyramid_sizes", "lam_for", "DEFAULTS"]
 
-_LUMA = np.array([0.2125, 0.7154, 0.0721])
+from .validate import LUMA as _LUMA  # noqa: E402
 
 #: Default parameters of the kernel-estimation stage (see
 #: :func:`estimate_kernel`). Chosen on the Levin et al. set with one setting

@@ -34,6 +34,7 @@ import numpy as np
 from .backend import backend_for, get_backend, use_backend, to_numpy
 from .steps import border as border_ext
 from .steps import features, filters, fourier, kernel, reconstruct, shrink
+from .validate import LUMA  # rgb2gray weights
 
 __all__ = ["UnrolledConfig", "UnrolledModel", "init_params", "param_shapes", "reconstruct_channels"]
 
@@ -759,7 +760,6 @@ def _weighted_channel_sum(Wc, G):
         out += t
     return out
 
-LUMA = (0.2125, 0.7154, 0.0721)  # skimage rgb2gray weights, as the published preprocessing
 
 
 def reconstruct_channels(state, channels, *, joint=True):

@@ -19,6 +19,11 @@ import numpy as np
 
 from .errors import HqsdeblurError, InputError
 
+# Luminance weights of skimage's rgb2gray (ITU-R 709), also the published
+# DUBLID preprocessing: colour input is reduced to this gray for the kernel.
+LUMA = np.array([0.2125, 0.7154, 0.0721])
+LUMA.flags.writeable = False
+
 __all__ = ["as_image", "check_kernel_size", "as_kernel", "check_finite_output"]
 
 # Float images may overshoot [0, 1] by rounding noise (e.g. 1 + 1 ulp after a
