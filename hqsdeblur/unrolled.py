@@ -182,7 +182,7 @@ class UnrolledModel:
         return A0, ws
 
     # --------------------------------------------------------------- forward
-    def forward(self, y, *, exact=False, border=None, recenter=None, dtype=None, tape=False, backend=None, return_state=False):
+    def forward(self, y, *, exact=False, border=None, recenter=None, dtype=None, tape=False, backend=None, return_state=False, k0=None):
         """Deblur one gray image (or a colour image for a colour model).
 
         Parameters
@@ -208,6 +208,10 @@ class UnrolledModel:
             filter transfer functions) that :func:`reconstruct_channels`
             needs to reconstruct other images (e.g. colour channels) with the
             same kernel and features.
+        k0 : (kernel_size, kernel_size) array, optional
+            Initial kernel (default the delta), e.g. the upsampled estimate
+            of a coarser scale; non-negative, summing to 1. Treated as data:
+            :meth:`backward` returns no gradient for it.
 
         Returns
         -------
@@ -219,7 +223,7 @@ class UnrolledModel:
         """
         if backend is not None:
             with use_backend(backend):
-                return self.forward(y, exact=exact, border=border, recenter=recenter, dtype=dtype, tape=tape, return_state=return_state)
+                return self.forward(y, exact=exact, border=border, recenter=recenter, dtype=dtype, tape=tape, return_state=return_state, k0=k0)
         be = backend_for(y)
         xp = be.xp
         cfg = self.config
@@ -245,7 +249,7 @@ class UnrolledModel:
             # (content at (pad, pad), wrapping) is enough.
             S = _smooth_grid((Hv, Wv), pad)
         if _FAST_PATH and not (exact or tape or border != "smooth") and gray_in and xp is np and cfg.image_channels == 1:
-            return self._forward_fast(y[0], S, dtype, be, return_state=return_state)
+            return self._forward_fast(y[0], S, dtype, be, return_state=return_state, k0=k0)
         p = self._p(xp, dtype)
         A0, ws = self.filters(xp, dtype)
         L, C = cfg.layers, cfg.channels
@@ -279,9 +283,7 @@ class UnrolledModel:
             if T is not None:
                 T.eff, T.Yg = eff, Yg
 
-        delta = xp.zeros((Hk, Wk), dtype=dtype)
-        delta[h, h] = 1
-        k = delta
+        k = _initial_kernel(k0, Hk, xp, dtype)
         u0 = fourier.roll(be.irfft2(Yspec[L - 1], s=S), (-h, -h))
         z = shrink.soft_shrink(u0, p["bias"][0])
         Z = be.rfft2(z)
@@ -375,7 +377,7 @@ class UnrolledModel:
         self._cache[key] = out
         return out
 
-    def _forward_fast(self, y, S, dtype, be, *, return_state=False):
+    def _forward_fast(self, y, S, dtype, be, *, return_state=False, k0=None):
         """Inference-only fast mode (gray, NumPy arrays, smooth border): the
         same iteration as the general path, with cached filter spectra,
         channel-at-a-time in-place steps on threads and no rolls (see
@@ -488,8 +490,7 @@ class UnrolledModel:
         Gf = [None] * C
         try:
             run(init)
-            k = np.zeros((Hk, Wk), dtype)
-            k[h, h] = 1
+            k = _initial_kernel(k0, Hk, np, dtype)
             for t in range(L):
                 El = E(L - 1 - t)
                 K = _kernel_otf(k, S, wk)
@@ -687,6 +688,18 @@ def _compose_cascade_vjp(ws, eff, ebars, xp):
 
 _SPECTRA_CACHE_BYTES = 256 * 2**20  # largest filter-spectra cache kept on a model
 _FAST_PATH = True  # benchmarks switch it off to time the general (tape-capable) path
+
+
+def _initial_kernel(k0, size, xp, dtype):
+    """The kernel the first layer starts from: `k0` or the delta."""
+    if k0 is None:
+        k = xp.zeros((size, size), dtype=dtype)
+        k[size // 2, size // 2] = 1
+        return k
+    k0 = xp.asarray(k0, dtype=dtype)
+    if k0.shape != (size, size):
+        raise ValueError(f"k0 must be {size}x{size}, not {tuple(k0.shape)}")
+    return k0
 
 
 def _smooth_grid(shape, pad):
