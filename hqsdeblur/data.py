@@ -664,6 +664,12 @@ class PairSampler:
         Passed to :func:`degrade`.
     min_std, tries :
         Passed to :func:`random_patch`.
+    coarse_start : float, optional
+        Probability that a training pair also carries an imperfect initial
+        kernel (:func:`coarse_start_kernel` with factors in
+        `coarse_factor`), as the coarse-to-fine inference feeds the network
+        at every pyramid level but the coarsest; otherwise the start is the
+        delta. With 0 (default) batches carry no initial kernels.
     dtype : numpy dtype, optional
         Output dtype (float32 by default, to halve batch memory).
 
@@ -679,7 +685,7 @@ class PairSampler:
     def __init__(self, images, *, patch_size=128, kernel_size=45, kernel_mode="mixed",
                  mix=(0.3, 0.5, 0.2), linear_bank=None, pool=None, shake_options=None,
                  noise_sigma=(0.0, 0.02), quantize=True, min_std=0.05, tries=20,
-                 dtype=np.float32):
+                 coarse_start=0.0, coarse_factor=(0.45, 0.85), dtype=np.float32):
         self.images = list(images)
         if not self.images:
             raise InputError("PairSampler needs at least one image")
@@ -722,6 +728,10 @@ class PairSampler:
         self.quantize = bool(quantize)
         self.min_std = float(min_std)
         self.tries = int(tries)
+        if not 0.0 <= float(coarse_start) <= 1.0:
+            raise InputError(f"coarse_start must be a probability, not {coarse_start}")
+        self.coarse_start = float(coarse_start)
+        self.coarse_factor = tuple(float(f) for f in coarse_factor)
         self.dtype = np.dtype(dtype)
         self._cache = {}
         self._lock = threading.Lock()
@@ -769,12 +779,46 @@ class PairSampler:
         return (blurred.astype(self.dtype), sharp.astype(self.dtype), k.astype(self.dtype))
 
 
+    def initial_kernel(self, k, rng):
+        """The network's initial kernel for a pair with true kernel `k`: the
+        delta, or with probability ``coarse_start`` a coarse-scale version
+        of `k` (:func:`coarse_start_kernel`)."""
+        K = self.kernel_size
+        if rng.random() < self.coarse_start:
+            return coarse_start_kernel(k, rng.uniform(*self.coarse_factor)).astype(self.dtype)
+        d = np.zeros((K, K), dtype=self.dtype)
+        d[K // 2, K // 2] = 1
+        return d
+
+
+def coarse_start_kernel(k, factor):
+    """`k` as a coarse-to-fine pyramid hands it to the next level: resized
+    by `factor` (< 1: detail lost at the coarse scale), resized back to its
+    window, non-negative, sum 1, centre of mass at the centre.
+
+    Examples
+    --------
+    >>> k = np.zeros((15, 15)); k[7, 3:12] = 1 / 9
+    >>> k0 = coarse_start_kernel(k, 0.6)
+    >>> k0.shape, round(float(k0.sum()), 6), bool(k0[7].sum() > 0.5)
+    ((15, 15), 1.0, True)
+    """
+    from .steps.kernel import center_of_mass_shift, shift_kernel
+    from .tv import resize_kernel
+
+    K = k.shape[0]
+    small = max(3, int(round(K * float(factor))) | 1)
+    out = resize_kernel(resize_kernel(np.asarray(k, dtype=np.float64), small), K)
+    return shift_kernel(out, center_of_mass_shift(out))
+
+
 class Batch(NamedTuple):
     """Stacked training batch."""
 
     blurred: np.ndarray  #: (B, h, w)
     sharp: np.ndarray    #: (B, h, w)
     kernel: np.ndarray   #: (B, K, K)
+    k0: np.ndarray | None = None  #: (B, K, K) initial kernels, or None (deltas)
 
 
 def make_batch(sampler, batch_size, seed, step):
@@ -787,8 +831,14 @@ def make_batch(sampler, batch_size, seed, step):
     >>> make_batch(s, 2, seed=0, step=5).kernel.shape
     (2, 9, 9)
     """
-    items = [sampler.sample(sample_rng(seed, step, i)) for i in range(int(batch_size))]
-    return Batch(*(np.stack(a) for a in zip(*items)))
+    items, k0 = [], []
+    for i in range(int(batch_size)):
+        rng = sample_rng(seed, step, i)
+        items.append(sampler.sample(rng))
+        if getattr(sampler, "coarse_start", 0.0) > 0:
+            # drawn after the pair, so batches without coarse starts are unchanged
+            k0.append(sampler.initial_kernel(items[-1][2], rng))
+    return Batch(*(np.stack(a) for a in zip(*items)), k0=np.stack(k0) if k0 else None)
 
 
 class BatchStream:

@@ -160,7 +160,7 @@ def _best_shift(x, ref, b, s):
 
 
 def patch_loss_and_grads(model, blurred, sharp, k_true, *, kappa=100.0, kernel_shift=3,
-                         image_shift=0, dtype=np.float32, border=None):
+                         image_shift=0, dtype=np.float32, border=None, k0=None):
     """Loss terms and parameter gradients for one training patch.
 
     Parameters
@@ -185,6 +185,8 @@ def patch_loss_and_grads(model, blurred, sharp, k_true, *, kappa=100.0, kernel_s
         Precision of the forward/backward pass.
     border : int, optional
         Image border left out of the image term; default ``kernel_size // 2``.
+    k0 : (K, K) ndarray, optional
+        Initial kernel of the network (default the delta).
 
     Returns
     -------
@@ -200,7 +202,7 @@ def patch_loss_and_grads(model, blurred, sharp, k_true, *, kappa=100.0, kernel_s
     if H <= 2 * b or W <= 2 * b or s > b:
         raise InputError(f"patch {y.shape} has no interior with a {b}-pixel border "
                          f"(or image_shift {s} > border); use a larger patch")
-    x, k, tape = model.forward(y, tape=True, dtype=dtype)
+    x, k, tape = model.forward(y, tape=True, dtype=dtype, k0=k0)
     x = _backend.to_numpy(x)
     k = _backend.to_numpy(k)
     diff, (dy, dx) = _best_shift(x, sharp, b, s)
@@ -221,7 +223,8 @@ def batch_loss_and_grads(model, batch, **kwargs):
     total = None
     acc = {"image_mse": 0.0, "kernel_mse": 0.0, "loss": 0.0}
     for i in range(n):
-        terms, g = patch_loss_and_grads(model, batch.blurred[i], batch.sharp[i], batch.kernel[i], **kwargs)
+        k0 = None if getattr(batch, "k0", None) is None else batch.k0[i]
+        terms, g = patch_loss_and_grads(model, batch.blurred[i], batch.sharp[i], batch.kernel[i], k0=k0, **kwargs)
         for key in acc:
             acc[key] += terms[key] / n
         if total is None:
@@ -247,8 +250,9 @@ def validate(model, batch, *, dtype=np.float32, border=None, max_shift=0):
     """
     b = model.config.kernel_size // 2 if border is None else int(border)
     out, inp = [], []
-    for y, x_true in zip(batch.blurred, batch.sharp):
-        x, _ = model.forward(np.asarray(y, dtype=dtype), dtype=dtype)
+    k0s = getattr(batch, "k0", None)
+    for i, (y, x_true) in enumerate(zip(batch.blurred, batch.sharp)):
+        x, _ = model.forward(np.asarray(y, dtype=dtype), dtype=dtype, k0=None if k0s is None else k0s[i])
         x = np.clip(_backend.to_numpy(x), 0.0, 1.0)
         for a, acc in ((x, out), (y, inp)):
             d, _ = _best_shift(np.asarray(a), x_true, b, int(max_shift))
@@ -511,7 +515,7 @@ def train(images, out, *, steps=1000, batch=8, patch=96, channels=16, layers=10,
           seed=0, val_images=None, val_every=100, val_patches=24, val_patch=128,
           ckpt_every=25, resume=False, dtype=np.float32, noise_sigma=(0.0, 0.01),
           threads=1, backend=None, progress=True, log=None, stop_after=None, pool=None,
-          snapshots=True, mix=(0.3, 0.5, 0.2), shake_max_extent=None):
+          snapshots=True, mix=(0.3, 0.5, 0.2), shake_max_extent=None, coarse_start=0.0):
     """Train an unrolled network (or resume training) and return a summary.
 
     Parameters
@@ -558,6 +562,12 @@ def train(images, out, *, steps=1000, batch=8, patch=96, channels=16, layers=10,
         Training noise sigma (a range is drawn uniformly per patch).
     threads : int
         FFT workers (default 1: leave the other core to other work).
+    coarse_start : float
+        Fraction of the training (and validation) pairs on which the network
+        starts from a coarse-scale version of the true kernel instead of the
+        delta (:meth:`hqsdeblur.data.PairSampler.initial_kernel`): trains it
+        for the coarse-to-fine inference, where every level but the coarsest
+        starts from the upsampled estimate of the level below.
     backend : str, optional
         Array backend name (:func:`hqsdeblur.backend.use_backend`).
     progress : bool
@@ -621,15 +631,17 @@ def train(images, out, *, steps=1000, batch=8, patch=96, channels=16, layers=10,
                    image_shift=image_shift, weight_decay=weight_decay, init=init, init_from=None if init_from is None else str(init_from),
                    seed=seed, val_every=val_every, val_patches=val_patches, val_patch=val_patch,
                    ckpt_every=ckpt_every, dtype=np.dtype(dtype).name, noise_sigma=noise_sigma,
-                   mix=list(mix), shake_max_extent=shake_max_extent,
+                   mix=list(mix), shake_max_extent=shake_max_extent, coarse_start=float(coarse_start),
                    train_images=len(train_imgs), val_images=len(held),
                    images=str(images) if isinstance(images, (str, os.PathLike)) else "arrays",
                    backend=_backend.get_backend().name)
     shake = {} if shake_max_extent is None else {"max_extent": float(shake_max_extent)}
     sampler = PairSampler(train_imgs, patch_size=patch, kernel_size=kernel_size, kernel_mode=kernels,
-                          noise_sigma=noise_sigma, pool=pool, mix=mix, shake_options=shake)
+                          noise_sigma=noise_sigma, pool=pool, mix=mix, shake_options=shake,
+                          coarse_start=coarse_start)
     val_sampler = PairSampler(held, patch_size=val_patch, kernel_size=kernel_size, kernel_mode=kernels,
-                              noise_sigma=0.01, pool=pool, mix=mix, shake_options=shake)
+                              noise_sigma=0.01, pool=pool, mix=mix, shake_options=shake,
+                              coarse_start=coarse_start)
     val_batch = make_batch(val_sampler, val_patches, seed=10_000 + seed + val_seed_offset, step=0) \
         if val_every and val_patches else None
 
@@ -804,6 +816,9 @@ def add_train_arguments(parser):
     a("--init", choices=("xavier", "tv", "published"), default="xavier",
       help="start: Xavier filters, TV-like filters, or fine-tune the published DUBLID weights")
     a("--init-from", metavar="MODEL", help="model file for --init published (default: the published archive)")
+    a("--coarse-start", type=float, default=0.0, metavar="P",
+      help="fraction of pairs on which the network starts from a coarse-scale version of the true kernel "
+           "(trains it for coarse-to-fine inference; default 0: always the delta)")
     a("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
     a("--seed", type=int, default=0)
     a("--val-every", type=int, default=100, help="validation period in steps (0 disables)")
@@ -845,7 +860,7 @@ def run_train(args):
                   noise_sigma=(0.0, args.noise),
                   threads=args.threads, backend=args.backend, progress=not args.quiet,
                   snapshots=not args.no_snapshots, mix=_parse_mix(args.mix),
-                  shake_max_extent=args.shake_max_extent)
+                  shake_max_extent=args.shake_max_extent, coarse_start=args.coarse_start)
     except HqsdeblurError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

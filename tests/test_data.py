@@ -307,6 +307,36 @@ def test_batch_determinism_and_resume():
     assert not np.array_equal(other.kernel, run[0].kernel)
 
 
+def test_coarse_start_kernels():
+    """Coarse starts: a blurred, centred copy of the true kernel on the
+    chosen fraction of pairs, deltas elsewhere; batches without them are
+    unchanged (old runs resume identically)."""
+    k = np.zeros((11, 11))
+    k[5, 2:9] = 1 / 7
+    k0 = data.coarse_start_kernel(k, 0.5)
+    assert k0.shape == (11, 11) and k0.min() >= 0 and abs(k0.sum() - 1) < 1e-12
+    com = (np.arange(11)[:, None] * k0).sum(), (np.arange(11)[None, :] * k0).sum()
+    assert max(abs(com[0] - 5), abs(com[1] - 5)) <= 0.5
+    assert k0.max() < k.max()  # detail lost at the coarse scale
+    assert np.abs(k0 - k).sum() < 1.0  # but still the same blur
+    plain = data.make_batch(_sampler(), 4, seed=3, step=2)
+    assert plain.k0 is None
+    s = _sampler()
+    s.coarse_start = 0.5
+    b = data.make_batch(s, 4, seed=3, step=2)
+    np.testing.assert_array_equal(b.blurred, plain.blurred)
+    np.testing.assert_array_equal(b.kernel, plain.kernel)
+    assert b.k0.shape == b.kernel.shape
+    np.testing.assert_allclose(b.k0.sum(axis=(1, 2)), 1, rtol=1e-5)
+    np.testing.assert_array_equal(b.k0, data.make_batch(s, 4, seed=3, step=2).k0)
+    s.coarse_start = 1.0
+    b1 = data.make_batch(s, 4, seed=3, step=2)
+    assert all(k0.max() < 1 for k0 in b1.k0)
+    s.coarse_start = 0.0
+    with pytest.raises(InputError):
+        data.PairSampler([np.zeros((32, 32))], patch_size=8, kernel_size=5, coarse_start=2)
+
+
 def test_batch_stream_close_unbounded():
     st = data.BatchStream(_sampler(kernel_mode="linear"), 2, seed=0, prefetch=2)
     first = next(st)

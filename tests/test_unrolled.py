@@ -64,29 +64,39 @@ def _tiny(seed=1):
 
 
 @pytest.mark.parametrize("exact", [True, False])
-def test_end_to_end_gradient(exact):
-    """Every parameter group against central differences, float64."""
+@pytest.mark.parametrize("start", ["delta", "k0"])
+def test_end_to_end_gradient(exact, start):
+    """Every parameter group against central differences, float64 (from the
+    delta and from a given initial kernel, as in coarse-to-fine runs)."""
     cfg, p = _tiny()
     rng = np.random.default_rng(0)
     y = rng.random((32, 30))
     xt = rng.random((32, 30))
     kt = rng.random((9, 9))
     kt /= kt.sum()
+    k0 = None
+    if start == "k0":
+        k0 = rng.random((9, 9))
+        k0 /= k0.sum()
 
     def loss(params):
-        x, k = UnrolledModel(cfg, params).forward(y, exact=exact, backend="numpy")
+        x, k = UnrolledModel(cfg, params).forward(y, exact=exact, backend="numpy", k0=k0)
         return 0.5 * ((x - xt) ** 2).sum() + 50 * ((k - kt) ** 2).sum()
 
     m = UnrolledModel(cfg, p)
-    x, k, T = m.forward(y, exact=exact, tape=True, backend="numpy")
+    x, k, T = m.forward(y, exact=exact, tape=True, backend="numpy", k0=k0)
     g = m.backward(T, x - xt, 100 * (k - kt))
     assert set(g) == set(p)
     for name in p:
         d = rng.standard_normal(p[name].shape)
-        h = 1e-6
-        num = (loss({**p, name: p[name] + h * d}) - loss({**p, name: p[name] - h * d})) / (2 * h)
         ana = float((g[name] * d).sum())
-        assert abs(num - ana) / max(abs(num), abs(ana)) < 1e-6, (name, num, ana)
+        errs = []
+        # a kink of the soft shrinkage within +-h spoils the central
+        # difference at that step only: a smaller step must then agree
+        for h in (1e-6, 1e-7):
+            num = (loss({**p, name: p[name] + h * d}) - loss({**p, name: p[name] - h * d})) / (2 * h)
+            errs.append(abs(num - ana) / max(abs(num), abs(ana)))
+        assert min(errs) < 1e-6, (name, errs, ana)
 
 
 def test_model_roundtrip_and_corruption(tmp_path):
