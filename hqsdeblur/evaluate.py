@@ -42,9 +42,6 @@ _KERNEL_NPZ = {
     "lai2016": "kernels/lai_kernels.npz",
 }
 
-#: skimage ``rgb2gray`` coefficients (ITU-R BT.709 luma).
-from .validate import LUMA as _RGB2GRAY  # noqa: E402
-
 
 class DatasetItem(NamedTuple):
     """One evaluation pair: name, blurred and sharp gray images, true kernel."""
@@ -80,25 +77,9 @@ def load_image_gray(path, *, float32=True):
     >>> y.shape  # doctest: +SKIP
     (254, 254)
     """
-    import imageio.v3 as iio
+    from .data import load_gray
 
-    a = np.asarray(iio.imread(path))
-    if np.issubdtype(a.dtype, np.integer):
-        a = a.astype(np.float64) / np.iinfo(a.dtype).max
-    elif a.dtype == bool:
-        a = a.astype(np.float64)
-    else:
-        a = a.astype(np.float64)
-    if a.ndim == 3:
-        if a.shape[2] == 1:
-            a = a[..., 0]
-        elif a.shape[2] in (3, 4):
-            # same op as skimage.color.rgb2gray (a matrix-vector product)
-            a = a[..., :3] @ np.array(_RGB2GRAY, dtype=a.dtype)
-        else:
-            raise InputError(f"{path}: unsupported channel count {a.shape[2]}")
-    elif a.ndim != 2:
-        raise InputError(f"{path}: unsupported image shape {a.shape}")
+    a = load_gray(path)  # rgb2gray weights, alpha dropped, in [0, 1]
     H, W = a.shape
     a = a[: H - H % 2, : W - W % 2]
     if float32:
