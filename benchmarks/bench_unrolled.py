@@ -6,9 +6,11 @@ backend, fast and exact mode, float32, and reports milliseconds and
 of a 384x576 float32 array, measured in the same run (interleaved with the
 cases, best of N), so the ratio stays meaningful on a loaded machine. Both
 wall time and process CPU time are reported; on shared cores trust the CPU
-column (wall time includes waiting for other jobs).
+column (wall time includes waiting for other jobs). With the 'cython' and
+'numba' backends the fast forward runs the fused compiled kernels
+(:mod:`hqsdeblur._fused_ref`); with 'numpy' the NumPy ufunc sequence.
 
-Run ``python benchmarks/bench_unrolled.py [--quick]``.
+Run ``python benchmarks/bench_unrolled.py [--quick] [--fast-only]``.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ except ImportError:
 
 import hqsdeblur  # noqa: E402
 from hqsdeblur import model_io, unrolled  # noqa: E402
-from hqsdeblur.backend import use_backend  # noqa: E402
+from hqsdeblur.backend import get_backend, use_backend  # noqa: E402
 
 SHARED = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared"))
 MODEL = os.path.join(SHARED, "reference", "dublid_linear_16c10l.npz")
@@ -84,6 +86,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer repeats, no exact mode")
     ap.add_argument("--repeat", type=int, default=None)
+    ap.add_argument("--fast-only", action="store_true", help="only the fast forward (no training step)")
     args = ap.parse_args(argv)
     if not os.path.exists(MODEL):
         print(f"reference model not found at {MODEL}; nothing to benchmark")
@@ -114,6 +117,8 @@ def main(argv=None):
                 model.backward(T, x - y)
 
         cases[f"{be} fast"] = fast
+        if args.fast_only:
+            continue
         if not args.quick:
             cases[f"{be} fast, general path (tape-capable)"] = general
         cases[f"{be} training step (fwd+bwd, tape)"] = train_step
@@ -136,6 +141,11 @@ def main(argv=None):
         a, b = res.get(f"{be} training step (fwd+bwd, tape)"), res.get(f"{be} fast")
         if a and b:
             print(f"\n{be}: training step / fast forward = {a[0] / b[0]:.1f} (wall), {a[1] / b[1]:.1f} (CPU)")
+    for be in hqsdeblur.available_backends():
+        if be != "cupy":
+            fk = unrolled._fused_kernels(get_backend(be))
+            how = f"fused kernels ({fk.__name__})" if fk is not None else "NumPy ufunc sequence"
+            print(f"\n{be} fast path elementwise steps: {how}")
     print(f"\nPublished PyTorch: {PYTORCH_S[0] * 1e3:.0f}-{PYTORCH_S[1] * 1e3:.0f} ms (reference machine).")
     return 0
 

@@ -9,6 +9,12 @@ channels looped inside.  Numba compiles one specialisation per dtype, so
 in their own precision.  Reductions over pixels use a fixed number of
 blocks, so results do not depend on the number of threads.
 
+The ``fused_*`` kernels of the unrolled network's fast path (references in
+:mod:`hqsdeblur._fused_ref`) work on real views of the complex arrays
+(interleaved re/im), so they vectorise like the Cython versions; each has a
+parallel (tiles of the frequency index) and a serial variant, and all
+release the GIL so that the fast path can run channel groups on threads.
+
 Example
 -------
 >>> import numpy as np
@@ -20,6 +26,7 @@ array([[[-1.,  0.,  2.]]])
 import numpy as np
 from numba import njit, prange
 
+from hqsdeblur import _fused_ref as _fr
 from hqsdeblur._kernels_ref import (
     _as,
     _check_full_shape,
@@ -40,6 +47,9 @@ __all__ = [
     "kernel_ls",
     "kernel_ls_vjp",
     "reconstruct_gray",
+    "fused_feature_update",
+    "fused_soft_shrink",
+    "fused_kernel_ls_sums",
 ]
 
 # Fixed block count for pixel reductions (thread-count independent rounding).
@@ -311,3 +321,287 @@ def reconstruct_gray(Y0, K, W, G, eta):
     X = np.empty_like(Y0)
     _reconstruct_gray(Y0.reshape(-1), K.reshape(-1), _flat(W), _flat(G), eta, X.reshape(-1))
     return X
+
+
+# ---------------------------------------------------------------------------
+# fused kernels of the unrolled fast path (see hqsdeblur._fused_ref)
+# ---------------------------------------------------------------------------
+# Spans loop over 1-D real views (complex values as interleaved re/im pairs)
+# from index 0: with a non-zero start LLVM cannot drop Numba's negative-index
+# wraparound and the loops do not vectorise (~25 % slower). Tiles therefore
+# pass slices. The per-channel entries take the arrays as they are and view
+# them inside (2 us a call instead of ~25 us through the coercing front end).
+# Serial and parallel loops are separate functions: Numba's on-disk cache
+# keys its entries by function and line, not by the parallel flag.
+
+# error_model="numpy": a float division by zero gives inf (as in NumPy)
+# instead of a ZeroDivisionError check per element that stops vectorisation
+_jit_span = njit(fastmath=False, cache=True, nogil=True, error_model="numpy")
+
+
+@_jit_span
+def _fu_span(E, P, Z, K2, zc, out, n):
+    # G = (zeta E P + Z) / (zeta K2 + 1) in the NumPy fast path's order:
+    # the product E P, times zeta, plus Z, times the reciprocal denominator
+    one = K2.dtype.type(1)
+    for i in range(n):
+        d = one / (K2[i] * zc + one)
+        er = E[2 * i]
+        ei = E[2 * i + 1]
+        pr = P[2 * i]
+        pi = P[2 * i + 1]
+        out[2 * i] = ((er * pr - ei * pi) * zc + Z[2 * i]) * d
+        out[2 * i + 1] = ((er * pi + ei * pr) * zc + Z[2 * i + 1]) * d
+
+
+@_jit_span
+def _fu_span_inplace(E, P, Z, K2, zc, n):
+    # the same, overwriting Z (one array: no run-time alias check that
+    # sends the loop to its scalar version)
+    one = K2.dtype.type(1)
+    for i in range(n):
+        d = one / (K2[i] * zc + one)
+        er = E[2 * i]
+        ei = E[2 * i + 1]
+        pr = P[2 * i]
+        pi = P[2 * i + 1]
+        gr = ((er * pr - ei * pi) * zc + Z[2 * i]) * d
+        gi = ((er * pi + ei * pr) * zc + Z[2 * i + 1]) * d
+        Z[2 * i] = gr
+        Z[2 * i + 1] = gi
+
+
+@_jit_span
+def _shrink_span(g, b, out, n):
+    # g - clip(g, -b, b), branch free; NaN propagates
+    for i in range(n):
+        v = g[i]
+        w = v if v < b else b
+        w = w if w > -b else -b
+        out[i] = v - w
+
+
+@_jit_span
+def _shrink2_span(g, b, b2, out, out2, n):
+    for i in range(n):
+        v = g[i]
+        w = v if v < b else b
+        w = w if w > -b else -b
+        w2 = v if v < b2 else b2
+        w2 = w2 if w2 > -b2 else -b2
+        out[i] = v - w
+        out2[i] = v - w2
+
+
+@_jit_span
+def _kls_span(Z, E, num, sq, n):
+    # num += conj(Z) E ; sq += |Z|^2
+    for i in range(n):
+        zr = Z[2 * i]
+        zi = Z[2 * i + 1]
+        er = E[2 * i]
+        ei = E[2 * i + 1]
+        num[2 * i] += zr * er + zi * ei
+        num[2 * i + 1] += zr * ei - zi * er
+        sq[i] += zr * zr + zi * zi
+
+
+# one channel, arrays as given (C-contiguous, checked by the front ends)
+
+@_jit_span
+def _fu_channel(E, P, Z, K2, zc, out):
+    rd = K2.dtype
+    _fu_span(E.reshape(E.size).view(rd), P.reshape(P.size).view(rd), Z.reshape(Z.size).view(rd),
+             K2.reshape(K2.size), zc, out.reshape(out.size).view(rd), K2.size)
+
+
+@_jit_span
+def _fu_channel_inplace(E, P, Z, K2, zc):
+    rd = K2.dtype
+    _fu_span_inplace(E.reshape(E.size).view(rd), P.reshape(P.size).view(rd),
+                     Z.reshape(Z.size).view(rd), K2.reshape(K2.size), zc, K2.size)
+
+
+@_jit_span
+def _shrink_channel(g, b, out):
+    _shrink_span(g.reshape(g.size), b, out.reshape(out.size), g.size)
+
+
+@_jit_span
+def _shrink2_channel(g, b, b2, out, out2):
+    _shrink2_span(g.reshape(g.size), b, b2, out.reshape(out.size), out2.reshape(out2.size), g.size)
+
+
+@_jit_span
+def _kls_channel(Z, E, num, sq):
+    rd = sq.dtype
+    _kls_span(Z.reshape(Z.size).view(rd), E.reshape(E.size).view(rd), num.reshape(num.size).view(rd),
+              sq.reshape(sq.size), sq.size)
+
+
+# channel stacks: real views (C, 2 n) / (C, n); tiles of the index in
+# parallel with the channels inside (the shared arrays stay in cache)
+
+@_jit
+def _fu_par(E, P, Z, K2, zeta, out, n):
+    for t in prange((n + _TILE - 1) // _TILE):
+        s = t * _TILE
+        e = min(s + _TILE, n)
+        for c in range(E.shape[0]):
+            _fu_span(E[c, 2 * s:2 * e], P[2 * s:2 * e], Z[c, 2 * s:2 * e], K2[s:e], zeta[c],
+                     out[c, 2 * s:2 * e], e - s)
+
+
+@_jit
+def _fu_inplace_par(E, P, Z, K2, zeta, n):
+    for t in prange((n + _TILE - 1) // _TILE):
+        s = t * _TILE
+        e = min(s + _TILE, n)
+        for c in range(E.shape[0]):
+            _fu_span_inplace(E[c, 2 * s:2 * e], P[2 * s:2 * e], Z[c, 2 * s:2 * e], K2[s:e], zeta[c], e - s)
+
+
+@_jit
+def _shrink_par(g, b, out, n):
+    for t in prange((n + _TILE - 1) // _TILE):
+        s = t * _TILE
+        e = min(s + _TILE, n)
+        for c in range(g.shape[0]):
+            _shrink_span(g[c, s:e], b[c], out[c, s:e], e - s)
+
+
+@_jit
+def _shrink2_par(g, b, b2, out, out2, n):
+    for t in prange((n + _TILE - 1) // _TILE):
+        s = t * _TILE
+        e = min(s + _TILE, n)
+        for c in range(g.shape[0]):
+            _shrink2_span(g[c, s:e], b[c], b2[c], out[c, s:e], out2[c, s:e], e - s)
+
+
+@_jit
+def _kls_par(Z, E, num, sq, n):
+    for t in prange((n + _TILE - 1) // _TILE):
+        s = t * _TILE
+        e = min(s + _TILE, n)
+        for c in range(Z.shape[0]):
+            _kls_span(Z[c, 2 * s:2 * e], E[c, 2 * s:2 * e], num[2 * s:2 * e], sq[s:e], e - s)
+
+
+@_jit_span
+def _fu_ser(E, P, Z, K2, zeta, out, n):
+    for c in range(E.shape[0]):
+        _fu_span(E[c], P, Z[c], K2, zeta[c], out[c], n)
+
+
+@_jit_span
+def _fu_inplace_ser(E, P, Z, K2, zeta, n):
+    for c in range(E.shape[0]):
+        _fu_span_inplace(E[c], P, Z[c], K2, zeta[c], n)
+
+
+@_jit_span
+def _shrink_ser(g, b, out, n):
+    for c in range(g.shape[0]):
+        _shrink_span(g[c], b[c], out[c], n)
+
+
+@_jit_span
+def _shrink2_ser(g, b, b2, out, out2, n):
+    for c in range(g.shape[0]):
+        _shrink2_span(g[c], b[c], b2[c], out[c], out2[c], n)
+
+
+@_jit_span
+def _kls_ser(Z, E, num, sq, n):
+    for c in range(Z.shape[0]):
+        _kls_span(Z[c], E[c], num, sq, n)
+
+
+def _plain(a, dt, shape):
+    """`a` is a C-contiguous ndarray of dtype `dt` and shape `shape` (the
+    per-channel entries need no coercion)."""
+    return type(a) is np.ndarray and a.dtype == dt and a.shape == shape and a.flags.c_contiguous
+
+
+def _scalar(v):
+    return isinstance(v, (float, np.floating))
+
+
+def fused_feature_update(E, P, Z, K2, zeta, out=None, *, parallel=True):
+    """Feature update ``(zeta_c E_c P + Z_c) / (zeta_c K2 + 1)`` in one pass.
+
+    See :func:`hqsdeblur._fused_ref.fused_feature_update`.
+    """
+    if (type(Z) is np.ndarray and Z.ndim == 2 and Z.dtype.kind == "c" and _scalar(zeta)
+            and (not parallel or not _fr.parallel_pays(Z.size))):
+        # one channel, nothing to coerce: straight to the loop
+        cdt, sh = Z.dtype, Z.shape
+        rdt = K2.dtype if isinstance(K2, np.ndarray) else None
+        if (_plain(Z, cdt, sh) and _plain(E, cdt, sh) and _plain(P, cdt, sh) and rdt is not None
+                and rdt.itemsize * 2 == cdt.itemsize and rdt.kind == "f" and _plain(K2, rdt, sh)
+                and out is not None and out.flags.writeable and not np.may_share_memory(out, E)
+                and not np.may_share_memory(out, P)):
+            if out is Z:
+                _fu_channel_inplace(E, P, Z, K2, rdt.type(zeta))
+                return out
+            if _plain(out, cdt, sh) and not np.may_share_memory(out, Z):
+                _fu_channel(E, P, Z, K2, rdt.type(zeta), out)
+                return out
+    E3, P, Z3, K2, zeta, out, out3, inplace = _fr.prep_feature_update(E, P, Z, K2, zeta, out)
+    n = K2.size
+    Ev, Pv, Kv = _fr.real_view(E3), _fr.real_view(P[None])[0], K2.reshape(-1)
+    par = parallel and _fr.parallel_pays(n * E3.shape[0])
+    if inplace:
+        (_fu_inplace_par if par else _fu_inplace_ser)(Ev, Pv, _fr.real_view(out3), Kv, zeta, n)
+    else:
+        (_fu_par if par else _fu_ser)(Ev, Pv, _fr.real_view(Z3), Kv, zeta, _fr.real_view(out3), n)
+    return out
+
+
+def fused_soft_shrink(g, b, out=None, *, b2=None, out2=None, parallel=True):
+    """Soft shrink ``g - clip(g, -b, b)``, optionally also with ``b2``, in one pass.
+
+    See :func:`hqsdeblur._fused_ref.fused_soft_shrink`.
+    """
+    if (type(g) is np.ndarray and g.ndim <= 2 and g.dtype.kind == "f" and _scalar(b)
+            and out is not None and (not parallel or not _fr.parallel_pays(g.size))):
+        rdt, sh = g.dtype, g.shape
+        if _plain(g, rdt, sh) and _plain(out, rdt, sh) and out.flags.writeable:
+            if b2 is None and out2 is None:
+                _shrink_channel(g, rdt.type(b), out)
+                return out
+            if (_scalar(b2) and out2 is not None and _plain(out2, rdt, sh) and out2.flags.writeable
+                    and not np.may_share_memory(out2, g) and not np.may_share_memory(out2, out)):
+                _shrink2_channel(g, rdt.type(b), rdt.type(b2), out, out2)
+                return out, out2
+    g3, b, out, out3, b2, out2, out2_3 = _fr.prep_soft_shrink(g, b, out, b2, out2)
+    n = g3.shape[1]
+    par = parallel and _fr.parallel_pays(g3.size)
+    if b2 is None:
+        (_shrink_par if par else _shrink_ser)(g3, b, out3, n)
+        return out
+    (_shrink2_par if par else _shrink2_ser)(g3, b, b2, out3, out2_3, n)
+    return out, out2
+
+
+def fused_kernel_ls_sums(Z, E, num, sqsum, *, parallel=True):
+    """Accumulate ``num += sum_c conj(Z_c) E_c`` and ``sqsum += sum_c |Z_c|^2``.
+
+    See :func:`hqsdeblur._fused_ref.fused_kernel_ls_sums`.
+    """
+    if (type(Z) is np.ndarray and Z.ndim == 2 and Z.dtype.kind == "c"
+            and (not parallel or not _fr.parallel_pays(Z.size))):
+        cdt, sh = Z.dtype, Z.shape
+        rdt = sqsum.dtype if isinstance(sqsum, np.ndarray) else None
+        if (_plain(Z, cdt, sh) and _plain(E, cdt, sh) and _plain(num, cdt, sh) and rdt is not None
+                and rdt.itemsize * 2 == cdt.itemsize and rdt.kind == "f" and _plain(sqsum, rdt, sh)
+                and num.flags.writeable and sqsum.flags.writeable):
+            _kls_channel(Z, E, num, sqsum)
+            return num, sqsum
+    Z3, E3, num, sqsum = _fr.prep_kernel_ls_sums(Z, E, num, sqsum)
+    n = sqsum.size
+    Zv, Ev = _fr.real_view(Z3), _fr.real_view(E3)
+    Nv, Sv = _fr.real_view(num[None])[0], sqsum.reshape(-1)
+    (_kls_par if parallel and _fr.parallel_pays(Z3.size) else _kls_ser)(Zv, Ev, Nv, Sv, n)
+    return num, sqsum

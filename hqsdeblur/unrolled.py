@@ -414,18 +414,26 @@ class UnrolledModel:
         nt = max(1, min(wk, C))
         groups = [list(range(C))[i::nt] for i in range(nt)]
         fw = 1 if nt > 1 else wk
+        # compiled backends: single-pass fused kernels (serial and without
+        # the GIL inside each channel group's thread)
+        fk = _fused_kernels(be)
 
         class _Buf:
             def __init__(self):
+                self.tmpr = np.empty(S, dtype)
+                if fk is not None:
+                    self.tmpr2 = np.empty(S, dtype)
+                    return
                 self.buf = np.empty((F1, F2), cdt)
                 self.d = np.empty((F1, F2), dtype)
                 self.dc = np.zeros((F1, F2), cdt)  # d as complex (imag 0): complex*real casts slowly
                 self.sq = np.empty((F1, 2 * F2), dtype)
-                self.tmpr = np.empty(S, dtype)
 
         bufs = [_Buf() for _ in groups]
 
         def shrink_into(g, b, out):
+            if fk is not None:
+                return fk.fused_soft_shrink(g, b, out, parallel=False)
             np.clip(g, -b, b, out=out)
             return np.subtract(g, out, out=out)
 
@@ -434,9 +442,35 @@ class UnrolledModel:
         def init(gi):
             bb = bufs[gi]
             for c in groups[gi]:
-                np.multiply(sp["Einit"][c], Yg, out=bb.buf)
-                u = irfft2(bb.buf, s=S, workers=fw, overwrite_x=True)
+                if fk is None:
+                    np.multiply(sp["Einit"][c], Yg, out=bb.buf)
+                    u = irfft2(bb.buf, s=S, workers=fw, overwrite_x=True)
+                else:
+                    u = _irfft2_overwrite(np.multiply(sp["Einit"][c], Yg), S, fw)
                 Z[c] = rfft2(shrink_into(u, p["bias"][0][c], bb.tmpr), workers=fw)
+
+        def layer_fused(gi, El, P, K2, zeta, bt, last):
+            # the same steps as `layer`, each one pass: G overwrites Z_c,
+            # sqsum is sum_c |Z_c|^2 (not interleaved)
+            bb = bufs[gi]
+            num = np.zeros((F1, F2), cdt)
+            sqsum = np.zeros((F1, F2), dtype)
+            B = np.zeros((F1, F2), cdt) if last else None
+            for c in groups[gi]:
+                Zc = fk.fused_feature_update(El[c], P, Z[c], K2, zeta[c], out=Z[c], parallel=False)
+                g = _irfft2_overwrite(Zc, S, fw)
+                if last:
+                    fk.fused_soft_shrink(g, bt[c], bb.tmpr, b2=p["bias"][L + 1][c], out2=bb.tmpr2, parallel=False)
+                    Gc = rfft2(bb.tmpr2, workers=fw)
+                else:
+                    fk.fused_soft_shrink(g, bt[c], bb.tmpr, parallel=False)
+                Zc = Z[c] = rfft2(bb.tmpr, workers=fw)
+                fk.fused_kernel_ls_sums(Zc, El[c], num, sqsum, parallel=False)
+                if last:
+                    B += sp["Wc"][c] * Gc
+                    if return_state:
+                        Gf[c] = Gc
+            return num, sqsum, B
 
         def layer(gi, El, P, K2, zeta, bt, last):
             bb = bufs[gi]
@@ -498,7 +532,7 @@ class UnrolledModel:
                 K2 += K.imag * K.imag
                 zeta = (cfg.prox_scale * p["zeta"][t]).astype(dtype)
                 last = t == L - 1
-                parts = run(layer, El, np.conj(K) * Yg, K2, zeta, p["bias"][t + 1], last)
+                parts = run(layer if fk is None else layer_fused, El, np.conj(K) * Yg, K2, zeta, p["bias"][t + 1], last)
                 num = parts[0][0]
                 sqsum = parts[0][1]
                 for q in parts[1:]:
@@ -510,7 +544,7 @@ class UnrolledModel:
                         B += q[2]
                 # kernel least squares Kt = (rho sum conj(Z) Y + K) / (rho sum |Z|^2 + 1)
                 rho = p["kernel_prox"][t]
-                den = sqsum[:, 0::2] + sqsum[:, 1::2]
+                den = sqsum if fk is not None else sqsum[:, 0::2] + sqsum[:, 1::2]
                 num *= Yg
                 num *= rho
                 num += K
@@ -518,7 +552,7 @@ class UnrolledModel:
                 den += 1
                 np.reciprocal(den, out=den)
                 num *= den.astype(cdt)
-                kt = irfft2(num, s=S, workers=wk, overwrite_x=True)
+                kt = irfft2(num, s=S, workers=wk, overwrite_x=True) if fk is None else _irfft2_overwrite(num, S, wk)
                 k, _ = kernel.soft_threshold_normalize(
                     kt, cfg.kernel_bias_scale * p["kernel_bias"][t], (Hk, Wk), temperature=cfg.temperature, eps=cfg.eps
                 )
@@ -540,7 +574,7 @@ class UnrolledModel:
         den += sp["den0"]
         np.reciprocal(den, out=den)
         B *= den.astype(cdt)
-        xg = sfft.irfft2(B, s=S, workers=wk, overwrite_x=True)
+        xg = sfft.irfft2(B, s=S, workers=wk, overwrite_x=True) if fk is None else _irfft2_overwrite(B, S, wk)
         x = xg[h : h + Hv, h : h + Wv]
         if return_state:
             Gf = np.stack(Gf)
@@ -688,6 +722,35 @@ def _compose_cascade_vjp(ws, eff, ebars, xp):
 
 _SPECTRA_CACHE_BYTES = 256 * 2**20  # largest filter-spectra cache kept on a model
 _FAST_PATH = True  # benchmarks switch it off to time the general (tape-capable) path
+
+
+def _fused_kernels(be):
+    """The module of fused fast-path kernels of a compiled CPU backend
+    ('cython': :mod:`hqsdeblur._ext._fused`, 'numba':
+    :mod:`hqsdeblur._numba_kernels`), or None (NumPy: the ufunc sequence)."""
+    try:
+        if be.name == "cython":
+            from ._ext import _fused as mod
+        elif be.name == "numba":
+            from . import _numba_kernels as mod
+        else:
+            return None
+    except ImportError:  # e.g. an installed package built before _fused existed
+        return None
+    return mod
+
+
+def _irfft2_overwrite(X, S, workers):
+    """``scipy.fft.irfft2(X, s=S)`` of a C-contiguous half spectrum it may
+    destroy: the column transform in place, then the rows: ~35 % faster
+    than ``irfft2`` on a 360 x 251 half spectrum here (probably the complex
+    temporary of pocketfft's multi-axis inverse). Same transforms; the 1/N
+    factor is applied per axis, so the result differs from ``irfft2`` at
+    round-off level."""
+    import scipy.fft as sfft
+
+    X = sfft.ifft(X, axis=0, workers=workers, overwrite_x=True)
+    return sfft.irfft(X, n=S[1], axis=1, workers=workers, overwrite_x=True)
 
 
 def _initial_kernel(k0, size, xp, dtype):
