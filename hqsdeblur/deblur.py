@@ -16,7 +16,11 @@ from .backend import backend_for, get_backend, to_numpy, use_backend
 from .errors import InputError
 from .validate import LUMA, as_image, check_finite_output, check_kernel_size
 
-__all__ = ["deblur", "unrolled_deblur", "default_model_path", "load_default_model"]
+__all__ = ["deblur", "unrolled_deblur", "default_model_path", "load_default_model", "MAX_DIRECT_PIXELS"]
+
+#: Above this many pixels (H * W) :func:`deblur` estimates the kernel on a
+#: crop and deconvolves the image in tiles (peak memory, docs/large_images.md).
+MAX_DIRECT_PIXELS = 3_500_000
 
 _MODELS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "models")
 
@@ -68,6 +72,8 @@ def deblur(
     colour="nonblind",
     backend=None,
     progress=None,
+    max_direct_pixels=MAX_DIRECT_PIXELS,
+    tiling=None,
     **options,
 ):
     """Blind deblurring: estimate the blur kernel and the sharp image.
@@ -99,6 +105,30 @@ def deblur(
         reconstruction solved jointly, or per channel.
     backend : str, optional
         'numpy', 'cython', 'numba' or 'cupy' (default: automatic).
+    progress : callable, optional
+        For 'tv': ``progress(level, n_levels)`` after each pyramid level.
+    max_direct_pixels : int or None
+        Images with more pixels (``H * W``) than this take the large-image
+        route (:func:`hqsdeblur.tiles.deblur_large`), which keeps the peak
+        memory of a 16-megapixel photo near 1 GB gray, 1.6 GB RGB (see
+        ``docs/large_images.md``): the image is processed and returned in
+        float32; the kernel is estimated on the luminance of up to three
+        ``region x region`` crops with the most edge energy, the medoid of
+        their kernels wins; the whole image is reconstructed by the
+        non-blind hyper-Laplacian deconvolution in overlapping tiles
+        (:func:`hqsdeblur.tiles.deconvolve_tiled`) with the noise-adapted
+        weight of :func:`hqsdeblur.blind_deconvolve`'s final step. For
+        'unrolled' the returned image is therefore that non-blind
+        deconvolution, not the network's own reconstruction (`colour` is
+        ignored). Default :data:`MAX_DIRECT_PIXELS` (3.5 million: the
+        unrolled network peaks at about 0.5 GB per megapixel); None never
+        tiles.
+    tiling : dict, optional
+        Settings of the large-image route: ``region`` (crop side, 1024 or
+        16 kernel widths if more),
+        ``crops`` (3), ``tile`` (1024), ``overlap`` (twice the kernel size),
+        ``num_workers`` (threads, at most 4 by default: each holds one tile)
+        and ``client`` (a Dask client).
     **options
         Passed to :func:`hqsdeblur.blind_deconvolve` for 'tv'.
 
@@ -106,7 +136,8 @@ def deblur(
     -------
     image : ndarray
         The deblurred image, same shape and layout as the input, float in
-        [0, 1] (float32 stays float32).
+        [0, 1] (float32 stays float32; the large-image route always gives
+        float32, the precision it computes in).
     kernel : ndarray
         The estimated kernel (odd square window, non-negative, sum 1).
 
@@ -124,9 +155,24 @@ def deblur(
     if colour not in ("nonblind", "joint", "per-channel"):
         raise InputError(f"unknown colour mode {colour!r}; choose 'nonblind', 'joint' or 'per-channel'")
     xp_in = backend_for(image).xp if hasattr(image, "__cuda_array_interface__") else np
-    img = as_image(to_numpy(image) if xp_in is not np else image, channel_axis=channel_axis)
+    host = to_numpy(image) if xp_in is not np else image
+    large = max_direct_pixels is not None and _pixels(host, channel_axis) > max_direct_pixels
+    if large:
+        host = _float32(host)  # half the size of the float64 copy validation makes
+    img = _valid_float32(host, channel_axis) if large else None
+    if img is None:
+        img = as_image(host, channel_axis=channel_axis)
+    del host
+    if large and img.dtype != np.float32:  # signed integers, bool, lists
+        img = img.astype(np.float32)
     moved = channel_axis is not None and np.ndim(image) == 3 and img.ndim == 3
     be = get_backend(backend)
+    if large:
+        x, k = _deblur_large(img, method=method, kernel_size=kernel_size, model=model, exact=exact, backend=be.name, progress=progress, tiling=tiling, options=options)
+        del img
+        check_finite_output(x, "the deblurred image")
+        np.clip(x, 0, 1, out=x)  # in place: the image may be huge
+        return (np.moveaxis(x, -1, channel_axis) if moved else x), k
     with use_backend(be.name):
         if method == "tv":
             from .tv import blind_deconvolve
@@ -142,6 +188,74 @@ def deblur(
     if moved:
         x = np.moveaxis(x, -1, channel_axis)
     return x, np.asarray(to_numpy(k))
+
+
+def _pixels(image, channel_axis):
+    """H * W of an image not yet validated (0 when the shape is odd: the
+    validation then says what is wrong)."""
+    shape = np.shape(image)
+    if len(shape) == 2:
+        return shape[0] * shape[1]
+    if len(shape) != 3:
+        return 0
+    try:
+        ax = (-1 if channel_axis is None else int(channel_axis)) % 3
+    except (TypeError, ValueError):
+        return 0
+    hw = [n for i, n in enumerate(shape) if i != ax]
+    return hw[0] * hw[1]
+
+
+def _float32(image):
+    """float64 / unsigned-integer arrays as float32 in [0, 1] (one copy half
+    the size of the float64 one validation would make); anything else as is."""
+    if not isinstance(image, np.ndarray):
+        return image
+    if image.dtype == np.float64:
+        return image.astype(np.float32)
+    if image.dtype.kind == "u":
+        out = image.astype(np.float32)
+        out /= np.float32(np.iinfo(image.dtype).max)
+        return out
+    return image
+
+
+def _valid_float32(image, channel_axis):
+    """`image` itself when it is a C-contiguous float32 (H, W) or (H, W, 3)
+    array in [0, 1] (checked in strips), else None. The large route only
+    reads it, so a huge photo needs no validated copy."""
+    if not (isinstance(image, np.ndarray) and image.dtype == np.float32 and image.flags.c_contiguous):
+        return None
+    if not (image.ndim == 2 and channel_axis is None or image.ndim == 3 and image.shape[2] == 3 and channel_axis in (None, -1, 2)):
+        return None
+    for r in range(0, image.shape[0], 256):
+        blk = image[r : r + 256]
+        if not (np.isfinite(blk).all() and blk.min() >= 0 and blk.max() <= 1):
+            return None  # as_image says what is wrong (or clips rounding noise)
+    return image
+
+
+def _deblur_large(img, *, method, kernel_size, model, exact, backend, progress, tiling, options):
+    """The large-image route of :func:`deblur` on a validated float32 image:
+    kernel from a crop, image by tiles (:func:`hqsdeblur.tiles.deblur_large`)."""
+    from .tiles import deblur_large
+
+    t = dict(tiling or {})
+    unknown = set(t) - {"region", "crops", "tile", "overlap", "num_workers", "client"}
+    if unknown:
+        raise InputError(f"unknown tiling settings {sorted(unknown)}; use region, crops, tile, overlap, num_workers, client")
+    if t.get("client") is None and t.get("num_workers") is None:
+        t["num_workers"] = min(os.cpu_count() or 1, 4)  # each thread holds a tile
+    ks = (31 if method == "tv" else _resolve_model(model).config.kernel_size) if kernel_size is None else kernel_size
+    check_kernel_size(ks, img.shape[:2])
+    # crops under ~10 kernel widths lose large kernels (docs/large_images.md)
+    t.setdefault("region", max(1024, 16 * ks))
+    if method == "tv":
+        est = dict(options, backend=backend, progress=progress)
+    else:
+        est = dict(backend=backend, exact=exact)
+    out = np.empty(img.shape, dtype=np.float32)
+    return deblur_large(img, kernel_size=ks, method=method, model=model, out=out, deblur_options=est, backend=backend, **t)
 
 
 def unrolled_deblur(img, *, model=None, kernel_size=None, exact=False, colour="nonblind", dtype=np.float32):

@@ -21,7 +21,7 @@ import numpy as np
 
 from .errors import InputError
 
-__all__ = ["estimate_kernel_region", "deconvolve_tiled", "deblur_large"]
+__all__ = ["estimate_kernel_region", "estimate_kernel_regions", "deconvolve_tiled", "deblur_large"]
 
 from .validate import LUMA as _LUMA  # noqa: E402
 
@@ -37,11 +37,8 @@ def _luma_block(image, rows, cols):
 def estimate_kernel_region(image, kernel_size, *, region=1024):
     """Pick a representative crop for blind kernel estimation.
 
-    Candidate windows of ``region x region`` pixels lie on a grid with half a
-    window stride; the one with the highest gradient energy (sum of squared
-    first differences of the luminance) wins. Saturated pixels (>= 0.99) carry
-    no blur information and are left out of the score. The image is scanned in
-    strips, so memory stays bounded for huge (or memory-mapped) inputs.
+    The first window of :func:`estimate_kernel_regions`: the ``region x
+    region`` window with the highest gradient energy.
 
     Parameters
     ----------
@@ -61,40 +58,99 @@ def estimate_kernel_region(image, kernel_size, *, region=1024):
     Examples
     --------
     >>> import numpy as np
-    >>> img = np.zeros((256, 256)); img[160:200, 160:200] = 1
+    >>> img = np.zeros((256, 256)); img[160:200, 160:200] = 0.5
     >>> rows, cols = estimate_kernel_region(img, 9, region=64)
     >>> rows.start >= 96 and cols.start >= 96
     True
+    """
+    return estimate_kernel_regions(image, kernel_size, region=region, count=1)[0]
+
+
+def estimate_kernel_regions(image, kernel_size, *, region=1024, count=3, max_overlap=0.5):
+    """Rank crops for blind kernel estimation by their edge content.
+
+    Candidate windows of ``region x region`` pixels start every quarter of a
+    window along each axis, plus one flush with the bottom / right border,
+    and are ranked by gradient energy (sum of squared first differences of
+    the luminance). Saturated pixels (>= 0.99) carry no blur information and
+    are left out of the score. Going down the ranking, a window is kept when
+    it overlaps every window kept before by at most `max_overlap` of its
+    area; if that leaves fewer than `count` (small images), a second pass
+    allows an overlap of ``(1 + max_overlap) / 2``. The energy is summed in small blocks while the image is scanned in
+    strips, so memory stays bounded for huge (or memory-mapped) inputs.
+
+    Parameters
+    ----------
+    image : (H, W) or (H, W, C) array_like
+        Float image in [0, 1], gray or channel-last.
+    kernel_size : int
+        Size of the kernel to be estimated; the window is at least
+        ``4 * kernel_size`` wide (and never larger than the image).
+    region : int, optional
+        Side of the window (default 1024).
+    count : int, optional
+        Most windows returned (default 3).
+    max_overlap : float, optional
+        Largest overlap of two returned windows, as a fraction of the window
+        area (default 0.5).
+
+    Returns
+    -------
+    windows : list of tuple of slice
+        ``(rows, cols)`` pairs, first pass first, each pass by decreasing
+        energy (at least one).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> img = np.zeros((256, 512)); img[160:200, 160:200] = 0.5; img[20:60, 400:440] = 0.5
+    >>> [(r.start, c.start) for r, c in estimate_kernel_regions(img, 9, region=128, max_overlap=0.25)]
+    [(0, 320), (96, 96), (96, 192)]
     """
     H, W = np.shape(image)[:2]
     ks = int(kernel_size)
     side_y = min(H, max(int(region), 4 * ks))
     side_x = min(W, max(int(region), 4 * ks))
-    # Energy of cells of half a window; a window is 2 x 2 cells.
-    cy, cx = max(side_y // 2, 1), max(side_x // 2, 1)
-    ny, nx = max(H // cy, 1), max(W // cx, 1)
-    cells = np.zeros((ny, nx))
-    for i in range(ny):
-        r0, r1 = i * cy, (i + 1) * cy if i < ny - 1 else H
-        # one extra row so vertical differences cross the cell boundary
+    # energy per b x b block; window energies from its summed-area table
+    b = max(1, min(16, side_y // 8, side_x // 8))
+    nby, nbx = -(-H // b), -(-W // b)
+    blocks = np.zeros((nby, nbx))
+    strip = b * max(1, 256 // b)
+    for r0 in range(0, H, strip):
+        r1 = min(r0 + strip, H)
+        # one extra row so vertical differences cross the strip boundary
         lum = _luma_block(image, slice(r0, min(r1 + 1, H)), slice(None))
         ok = lum < 0.99
-        gx = np.diff(lum, axis=1) ** 2 * (ok[:, 1:] & ok[:, :-1])
+        e = np.zeros((r1 - r0, W))
+        e[:, :-1] = (np.diff(lum[: r1 - r0], axis=1) ** 2 * (ok[: r1 - r0, 1:] & ok[: r1 - r0, :-1]))
         gy = np.diff(lum, axis=0) ** 2 * (ok[1:] & ok[:-1])
-        gx = gx[: r1 - r0]
-        for j in range(nx):
-            c0, c1 = j * cx, (j + 1) * cx if j < nx - 1 else W
-            cells[i, j] = gx[:, c0 : min(c1, W - 1)].sum() + gy[:, c0:c1].sum()
-    wy, wx = min(2, ny), min(2, nx)
-    best, arg = -1.0, (0, 0)
-    for i in range(ny - wy + 1):
-        for j in range(nx - wx + 1):
-            e = cells[i : i + wy, j : j + wx].sum()
-            if e > best:
-                best, arg = e, (i, j)
-    y0 = min(arg[0] * cy, H - side_y)
-    x0 = min(arg[1] * cx, W - side_x)
-    return slice(y0, y0 + side_y), slice(x0, x0 + side_x)
+        e[: gy.shape[0]] += gy
+        e = np.add.reduceat(np.add.reduceat(e, np.arange(0, r1 - r0, b), axis=0), np.arange(0, W, b), axis=1)
+        blocks[r0 // b : r0 // b + e.shape[0]] = e
+    sat = np.zeros((nby + 1, nbx + 1))
+    sat[1:, 1:] = blocks.cumsum(0).cumsum(1)
+
+    def starts(n, side):
+        step = max(side // 4, 1)
+        return sorted(set(range(0, n - side + 1, step)) | {n - side})
+
+    cands = []
+    for y0 in starts(H, side_y):
+        by0, by1 = round(y0 / b), min(nby, round((y0 + side_y) / b))
+        for x0 in starts(W, side_x):
+            bx0, bx1 = round(x0 / b), min(nbx, round((x0 + side_x) / b))
+            cands.append((-(sat[by1, bx1] - sat[by0, bx1] - sat[by1, bx0] + sat[by0, bx0]), y0, x0))
+    cands.sort()  # highest energy first; ties: top-left first
+    kept = []
+    # a second pass fills up with closer windows (images under ~2 windows
+    # wide): overlapping crops still give partly independent estimates
+    for limit in (max_overlap, (1 + max_overlap) / 2):
+        for _, y0, x0 in cands:
+            if len(kept) == max(int(count), 1):
+                break
+            if all(max(0, side_y - abs(y0 - a)) * max(0, side_x - abs(x0 - c)) <= limit * side_y * side_x for a, c in kept):
+                kept.append((y0, x0))
+    return [(slice(y0, y0 + side_y), slice(x0, x0 + side_x)) for y0, x0 in kept]
 
 
 def _chunks(n, tile, depth):
@@ -222,7 +278,7 @@ def deconvolve_tiled(image, kernel, *, tile=1024, overlap=None, blend=None, clie
     def assemble(i, j, *neigh):
         """Core block (i, j) = sum of the weighted neighbour tiles."""
         ys, xs = np.arange(oy[i], oy[i + 1]), np.arange(ox[j], ox[j + 1])
-        acc = np.zeros((len(ys), len(xs)) + ((ch[2],) if colour else ()))
+        acc = np.zeros((len(ys), len(xs)) + ((ch[2],) if colour else ()), dtype=dtype)
         for (a, b), t in neigh:
             ey0, _ = ext_range(oy, a, H, dep[0])
             ex0, _ = ext_range(ox, b, W, dep[1])
@@ -234,9 +290,9 @@ def deconvolve_tiled(image, kernel, *, tile=1024, overlap=None, blend=None, clie
             r = slice(iy[0], iy[-1] + 1)
             c = slice(ix[0], ix[-1] + 1)
             part = t[ys[r][0] - ey0 : ys[r][-1] + 1 - ey0, xs[c][0] - ex0 : xs[c][-1] + 1 - ex0]
-            w = np.outer(wy[r], wx[c])
+            w = np.outer(wy[r], wx[c]).astype(dtype, copy=False)
             acc[r, c] += part * (w[..., None] if colour else w)
-        return np.clip(acc, 0, 1).astype(dtype, copy=False)
+        return np.clip(acc, 0, 1, out=acc)
 
     ny, nx = len(ch[0]), len(ch[1])
     rows = []
@@ -281,6 +337,7 @@ def deblur_large(
     kernel_size,
     method="tv",
     region=1024,
+    crops=3,
     tile=1024,
     overlap=None,
     model=None,
@@ -292,25 +349,45 @@ def deblur_large(
 ):
     """Blind deblurring of a huge image: kernel from a crop, image by tiles.
 
+    The kernel is estimated on the luminance of up to `crops` crops chosen
+    by :func:`estimate_kernel_regions` (the most edge energy, overlapping by
+    at most half), and of these kernels the one closest to the others wins
+    (the medoid: a single failed estimate is outvoted; with one or two crops,
+    the first). The whole image is then deconvolved with it by
+    :func:`deconvolve_tiled`, with the prior (``final``) and the
+    noise-adapted weight of :func:`hqsdeblur.tv.blind_deconvolve` (the
+    noise level is measured on the crop). For ``method='unrolled'`` the image
+    is therefore that non-blind deconvolution, not the network's own
+    reconstruction; for ``method='tv'``, when the safeguard of
+    ``blind_deconvolve`` rejects the kernel, the input is returned unchanged
+    with a delta kernel.
+
     Parameters
     ----------
     image : (H, W) or (H, W, 3) array_like
-        Float image in [0, 1] (a ``numpy.memmap`` is fine).
+        Float image in [0, 1] (a ``numpy.memmap`` is fine); float32 keeps
+        every tile in float32.
     kernel_size : int
         Odd kernel window size.
     method : {'tv', 'unrolled'}
         Kernel estimator (see :func:`hqsdeblur.deblur.deblur`).
     region : int
-        Side of the crop used for kernel estimation
-        (:func:`estimate_kernel_region`).
+        Side of the crops used for kernel estimation
+        (:func:`estimate_kernel_regions`).
+    crops : int
+        Most crops the kernel is estimated on (default 3).
     tile, overlap, client, num_workers, out
         See :func:`deconvolve_tiled`.
     model : optional
         Model for ``method='unrolled'``.
     deblur_options : dict, optional
-        Extra keyword arguments of :func:`hqsdeblur.deblur.deblur`.
+        Options of the kernel estimator: for 'tv' those of
+        :func:`hqsdeblur.tv.blind_deconvolve` (``backend``, ``progress``,
+        ``final``, ``final_weight``, ...), for 'unrolled' those of
+        :func:`hqsdeblur.deblur.deblur` (``backend``, ``exact``, ...).
     **deconvolve_options
-        Passed to :func:`hqsdeblur.nonblind.deconvolve`.
+        Passed to :func:`hqsdeblur.nonblind.deconvolve` (they override the
+        prior and weight chosen for 'tv').
 
     Returns
     -------
@@ -327,10 +404,66 @@ def deblur_large(
     >>> x.shape, k.shape
     ((128, 160), (9, 9))
     """
-    from .deblur import deblur
-
-    rows, cols = estimate_kernel_region(image, kernel_size, region=region)
-    crop = np.asarray(image[rows, cols])
-    _, k = deblur(crop, method=method, kernel_size=kernel_size, model=model, **(deblur_options or {}))
-    x = deconvolve_tiled(image, k, tile=tile, overlap=overlap, client=client, num_workers=num_workers, out=out, **deconvolve_options)
+    if method not in ("tv", "unrolled"):
+        raise InputError(f"unknown method {method!r}; choose 'tv' or 'unrolled'")
+    f32 = np.asarray(image[:1, :1]).dtype == np.float32
+    found = []
+    for rows, cols in estimate_kernel_regions(image, kernel_size, region=region, count=crops):
+        crop = _luma_block(image, rows, cols)
+        found.append(_crop_kernel(crop.astype(np.float32) if f32 else crop, method, kernel_size, model, dict(deblur_options or {})))
+        del crop
+    k, final = _consensus(found)
+    if final is None:  # the TV safeguard rejected every kernel: input unchanged
+        if out is None:
+            return np.array(image, copy=True), k
+        out[...] = image
+        return out, k
+    x = deconvolve_tiled(image, k, tile=tile, overlap=overlap, client=client, num_workers=num_workers, out=out, **{**final, **deconvolve_options})
     return x, k
+
+
+def _consensus(found):
+    """The medoid of the (kernel, options) pairs whose options are not None
+    (shift-tolerant kernel distance); with fewer than three, the first."""
+    from .metrics import kernel_rmse
+
+    ok = [f for f in found if f[1] is not None] or found[:1]
+    if len(ok) < 3:
+        return ok[0]
+    ks = [f[0] for f in ok]
+    n = max(ks[0].shape)
+
+    def dist(a, b):
+        return kernel_rmse(a, b, window=n, max_shift=3)[0] + kernel_rmse(b, a, window=n, max_shift=3)[0]
+
+    cost = [sum(dist(a, b) for b in ks) for a in ks]
+    return ok[int(np.argmin(cost))]
+
+
+def _crop_kernel(crop, method, kernel_size, model, opts):
+    """Kernel of a gray crop, and the options of the final deconvolution
+    (None: keep the input, the TV safeguard rejected the kernel)."""
+    from .tv import DEFAULTS, blind_deconvolve, noise_level
+
+    noisy = opts.pop("noisy", DEFAULTS["noisy"])
+    final = opts.pop("final", "hyper-laplacian")
+    weight = opts.pop("final_weight", None)
+    if method == "unrolled":
+        from .deblur import deblur
+
+        opts.pop("progress", None)
+        _, k = deblur(crop, method="unrolled", kernel_size=kernel_size, model=model, max_direct_pixels=None, **opts)
+        sigma = noise_level(crop)
+    else:
+        for key in ("colour", "exact", "model", "channel_axis"):
+            opts.pop(key, None)
+        _, k, info = blind_deconvolve(crop, kernel_size=kernel_size, return_info=True, noisy=noisy, final=final, final_weight=weight, **opts)
+        if info["backed_off"]:
+            return k, None
+        sigma = info.get("noise_level", 0.0)
+    if weight is None and sigma > noisy:
+        # blind_deconvolve's noise-adaptive final weight (kept in step with
+        # tv.py), for both methods: on 1 % noise it is worth 0.3-1 dB over
+        # the default weight after the unrolled network's kernel as well
+        weight = (1e-3 if final == "tv" else 3e-4) * sigma / 0.0035
+    return k, {"prior": final, "weight": weight}

@@ -92,4 +92,43 @@ def test_bad_options():
         deconvolve_tiled(y, np.ones((9, 9)) / 81, overlap=4)
     with pytest.raises(ValueError):
         deconvolve_tiled(y, np.ones((9, 9)) / 81, tile=10)
-    assert tiles.__all__ == ["estimate_kernel_region", "deconvolve_tiled", "deblur_large"]
+    assert tiles.__all__ == ["estimate_kernel_region", "estimate_kernel_regions", "deconvolve_tiled", "deblur_large"]
+
+
+def _overlap(a, b):
+    (ra, ca), (rb, cb) = a, b
+    return max(0, min(ra.stop, rb.stop) - max(ra.start, rb.start)) * max(0, min(ca.stop, cb.stop) - max(ca.start, cb.start))
+
+
+def test_regions_ranked_and_limited_overlap():
+    y = np.zeros((600, 600))
+    y[30:90, 40:100] = _scene((60, 60), seed=4)  # strongest texture
+    y[400:460, 400:460] = 0.5 * _scene((60, 60), seed=5)
+    y[100:500, 100:500] += 0.02 * _scene((400, 400), seed=6)
+    wins = tiles.estimate_kernel_regions(y, 9, region=128, count=3, max_overlap=0.25)
+    assert len(wins) == 3
+    r0, c0 = wins[0]
+    assert r0.start <= 30 and r0.stop >= 90 and c0.start <= 40 and c0.stop >= 100
+    assert any(r.start <= 400 and r.stop >= 460 and c.start <= 400 and c.stop >= 460 for r, c in wins[1:])
+    for i, w in enumerate(wins):
+        assert (w[0].stop - w[0].start, w[1].stop - w[1].start) == (128, 128)
+        assert all(_overlap(w, v) <= 0.25 * 128 * 128 for v in wins[:i])
+    assert tiles.estimate_kernel_region(y, 9, region=128) == wins[0]
+    # too small for three separate windows: the second pass allows (1 + 0.25) / 2
+    small = tiles.estimate_kernel_regions(y[:160, :200], 9, region=128, count=3, max_overlap=0.25)
+    assert len(small) == 3 and len(set((r.start, c.start) for r, c in small)) == 3
+    assert all(_overlap(w, v) <= 0.625 * 128 * 128 for i, w in enumerate(small) for v in small[:i])
+
+
+def test_consensus_outvotes_one_failed_kernel():
+    good = _kernel()
+    shifted = np.roll(good, 1, axis=1)  # the same kernel, one pixel off
+    bad = np.zeros((9, 9))
+    bad[1:8, 4] = 1 / 7  # vertical instead of horizontal
+    k, opts = tiles._consensus([(bad, {"a": 0}), (good, {"a": 1}), (shifted, {"a": 2})])
+    assert opts["a"] in (1, 2)
+    # rejected estimates (options None) do not vote; all rejected: the first
+    k, opts = tiles._consensus([(bad, None), (good, {"a": 1})])
+    assert opts == {"a": 1}
+    k, opts = tiles._consensus([(bad, None), (good, None)])
+    assert k is bad and opts is None

@@ -186,3 +186,55 @@ def test_noise_level_and_noisy_input_do_not_destroy_the_image():
     assert np.all(np.isfinite(out))
     gain = aligned_compare(out, x, compute_ssim=False)["psnr"] - aligned_compare(y, x, compute_ssim=False)["psnr"]
     assert gain > 0
+
+
+def test_gradient_sparsity_prefers_sharp_images():
+    from scipy.ndimage import uniform_filter
+
+    from hqsdeblur.tv import gradient_sparsity
+
+    x = _scene(96, seed=5)
+    s = gradient_sparsity(x)
+    assert s < gradient_sparsity(uniform_filter(x, 5)) < gradient_sparsity(uniform_filter(x, 9))
+    # scale invariant, colour read as luminance, border ignored
+    assert gradient_sparsity(3 * x) == pytest.approx(s)
+    assert gradient_sparsity(np.stack([x] * 3, axis=-1)) == pytest.approx(s)
+    y = x.copy()
+    y[:4] = np.random.default_rng(0).random((4, 96))
+    assert gradient_sparsity(y, border=4) == pytest.approx(gradient_sparsity(x, border=4))
+    assert gradient_sparsity(np.zeros((8, 8))) == np.inf
+
+
+def test_candidates_choose_the_sparsest_result():
+    """Every schedule of CANDIDATES is run; the kernel whose deconvolution has
+    the lowest gradient sparsity is returned, rejected ones never are."""
+    from hqsdeblur.tv import CANDIDATES
+
+    y = _blur(_scene(96, seed=6), _motion_kernel())
+    cands = [{"iterations": 2}, {"iterations": 2, "lam_carry": True, "lam_min": 5e-4}, {"iterations": 1, "lam": 0.05}]
+    out, k, info = blind_deconvolve(y, kernel_size=13, candidates=cands, return_info=True)
+    assert len(info["candidates"]) == 3 and len(CANDIDATES) >= 2
+    sp = [c["sparsity"] for c in info["candidates"]]
+    assert info["chosen"] == int(np.argmin(sp)) and np.array_equal(k, info["candidates"][info["chosen"]]["kernel"])
+    # the output is the chosen kernel's deconvolution
+    from hqsdeblur.nonblind import deconvolve
+
+    assert np.allclose(out, deconvolve(y, k))
+    # explicit keyword arguments win over the candidates' presets
+    _, _, info1 = blind_deconvolve(y, kernel_size=13, candidates=[{"iterations": 5}], iterations=1,
+                                   return_info=True)
+    assert info1["candidates"][0]["params"]["iterations"] == 1 and info1["chosen"] == 0
+    # a rejected candidate is skipped even when it is the sparsest
+    _, _, info2 = blind_deconvolve(y, kernel_size=13, candidates=cands[:2], max_support=0.0, return_info=True)
+    assert info2["backed_off"] and all(c["rejected"] for c in info2["candidates"])
+    with pytest.raises(InputError):
+        blind_deconvolve(y, kernel_size=13, candidates=[])
+    with pytest.raises(InputError):
+        blind_deconvolve(y, kernel_size=13, candidates=[{"not_a_parameter": 1}])
+
+
+def test_lam_carry_changes_the_schedule():
+    y = _blur(_scene(80, seed=7), _motion_kernel())
+    a = estimate_kernel(y, 13, iterations=2)
+    b = estimate_kernel(y, 13, iterations=2, lam_carry=True, lam_min=1e-5)
+    assert a.shape == b.shape and not np.array_equal(a, b)
