@@ -127,7 +127,8 @@ def deblur(
         Settings of the large-image route: ``region`` (crop side, 1024 or
         16 kernel widths if more),
         ``crops`` (3), ``tile`` (1024), ``overlap`` (twice the kernel size),
-        ``num_workers`` (threads, at most 4 by default: each holds one tile)
+        ``num_workers`` (threads, default at most 2: each holds one tile,
+        ~80 MB gray, ~240 MB RGB)
         and ``client`` (a Dask client).
     **options
         Passed to :func:`hqsdeblur.blind_deconvolve` for 'tv'.
@@ -245,7 +246,8 @@ def _deblur_large(img, *, method, kernel_size, model, exact, backend, progress, 
     if unknown:
         raise InputError(f"unknown tiling settings {sorted(unknown)}; use region, crops, tile, overlap, num_workers, client")
     if t.get("client") is None and t.get("num_workers") is None:
-        t["num_workers"] = min(os.cpu_count() or 1, 4)  # each thread holds a tile
+        # each thread holds a tile: ~240 MB for an RGB 1024^2 tile (+ halo)
+        t["num_workers"] = min(os.cpu_count() or 1, 2)
     ks = (31 if method == "tv" else _resolve_model(model).config.kernel_size) if kernel_size is None else kernel_size
     check_kernel_size(ks, img.shape[:2])
     # crops under ~10 kernel widths lose large kernels (docs/large_images.md)
