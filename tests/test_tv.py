@@ -183,6 +183,8 @@ def test_noise_level_and_noisy_input_do_not_destroy_the_image():
     y = np.clip(y + 0.01 * rng.standard_normal(y.shape), 0, 1)
     out, ke, info = blind_deconvolve(y, kernel_size=15, return_info=True)
     assert info["noise_level"] > 0.005
+    # noisy input: the first schedule only (the sparsity score is unreliable)
+    assert len(info["candidates"]) == 1 and info["chosen"] in (0, None)
     assert np.all(np.isfinite(out))
     gain = aligned_compare(out, x, compute_ssim=False)["psnr"] - aligned_compare(y, x, compute_ssim=False)["psnr"]
     assert gain > 0
