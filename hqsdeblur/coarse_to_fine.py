@@ -37,16 +37,6 @@ def levels(kernel_size, *, coarsest=15, scale_factor=1 / math.sqrt(2)):
     return pyramid_sizes(kernel_size, scale_factor=scale_factor, coarsest=coarsest)
 
 
-def _downscale(img, scale):
-    from scipy import ndimage
-
-    shape = (max(8, int(round(img.shape[0] * scale))), max(8, int(round(img.shape[1] * scale))))
-    sigma = 0.5 / scale * 0.8  # anti-aliasing before decimation
-    sm = ndimage.gaussian_filter(img, sigma, mode="reflect")
-    return ndimage.zoom(sm, (shape[0] / img.shape[0], shape[1] / img.shape[1]), order=1,
-                        mode="reflect", grid_mode=True)
-
-
 def unrolled_coarse_to_fine(model, y, *, kernel_size=None, coarsest=15, scale_factor=1 / math.sqrt(2),
                             dtype=np.float32, return_state=False):
     """Deblur a gray image with the network, coarse to fine.
@@ -85,6 +75,7 @@ def unrolled_coarse_to_fine(model, y, *, kernel_size=None, coarsest=15, scale_fa
     >>> x.shape, k.shape, round(float(k.sum()), 5)
     ((48, 40), (9, 9), 1.0)
     """
+    from .deblur import _resize
     from .unrolled import UnrolledModel
 
     cfg = model.config
@@ -94,7 +85,7 @@ def unrolled_coarse_to_fine(model, y, *, kernel_size=None, coarsest=15, scale_fa
     lv = levels(ks, coarsest=coarsest, scale_factor=scale_factor)
     for i, (w, s) in enumerate(lv):
         m = model if w == cfg.kernel_size else UnrolledModel(dataclasses.replace(cfg, kernel_size=w), model.params, model.meta)
-        ys = np.asarray(y, dtype=np.float64) if s == 1 else _downscale(np.asarray(y, dtype=np.float64), s)
+        ys = np.asarray(y, dtype=np.float64) if s == 1 else _resize(np.asarray(y, dtype=np.float64), s)
         k0 = None
         if k is not None:
             k0 = resize_kernel(k, w)
