@@ -180,7 +180,11 @@ def _settings(args, parser):
     if method is None:
         method, default_model = default_method()
     else:
-        default_model = default_method()[1] if method == "unrolled" else None
+        from .deblur import default_model_path
+
+        # --method unrolled uses the shipped model even when it is not the
+        # default method
+        default_model = default_model_path() if method == "unrolled" else None
     if method == "tv":
         for flag, given in (("--exact", getattr(args, "exact", False)), ("--model", args.model)):
             if given:

@@ -196,7 +196,9 @@ def patch_loss_and_grads(model, blurred, sharp, k_true, *, kappa=100.0, kernel_s
     """
     cfg = model.config
     b = cfg.kernel_size // 2 if border is None else int(border)
-    y = np.asarray(blurred, dtype=dtype)
+    # The patch goes to the active backend's device (host patches would
+    # otherwise keep a 'cupy' run on the CPU).
+    y = _backend.get_backend().xp.asarray(blurred, dtype=dtype)
     H, W = y.shape
     s = int(image_shift)
     if H <= 2 * b or W <= 2 * b or s > b:

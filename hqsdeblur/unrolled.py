@@ -248,8 +248,15 @@ class UnrolledModel:
             # to the blend: one total extension of kernel_size - 1 per axis
             # (content at (pad, pad), wrapping) is enough.
             S = _smooth_grid((Hv, Wv), pad)
-        if _FAST_PATH and not (exact or tape or border != "smooth") and gray_in and xp is np and cfg.image_channels == 1:
-            return self._forward_fast(y[0], S, dtype, be, return_state=return_state, k0=k0)
+        if _FAST_PATH and not (exact or tape or border != "smooth") and gray_in and cfg.image_channels == 1:
+            if xp is np:
+                return self._forward_fast(y[0], S, dtype, be, return_state=return_state, k0=k0)
+            if not return_state:
+                # on a GPU the stacked form is the fast path (few, large launches)
+                from .unrolled_batch import forward_batch
+
+                x, k = forward_batch(self, y, dtype=dtype, k0=k0)
+                return x[0], k[0]
         p = self._p(xp, dtype)
         A0, ws = self.filters(xp, dtype)
         L, C = cfg.layers, cfg.channels
@@ -376,6 +383,14 @@ class UnrolledModel:
         out["den0"] = (eta[:, None, None] * (W.real**2 + W.imag**2)).sum(axis=0)
         self._cache[key] = out
         return out
+
+    def forward_batch(self, ys, *, dtype=None, k0=None, max_batch=16):
+        """Fast-mode forward of a (B, H, W) stack of same-size gray images,
+        each layer one pass over the whole stack (the fast path on a GPU);
+        see :func:`hqsdeblur.unrolled_batch.forward_batch`."""
+        from .unrolled_batch import forward_batch
+
+        return forward_batch(self, ys, dtype=dtype, k0=k0, max_batch=max_batch)
 
     def _forward_fast(self, y, S, dtype, be, *, return_state=False, k0=None):
         """Inference-only fast mode (gray, NumPy arrays, smooth border): the

@@ -76,6 +76,20 @@ def test_one_input_writes_output_and_kernel(tmp_path):
     assert k.shape == (5, 5) and abs(k.sum() - 1) < 1e-6
 
 
+def test_method_unrolled_uses_the_shipped_model(tmp_path):
+    # --method unrolled without --model runs the model that ships with the
+    # package, also while it is not the default method
+    from hqsdeblur.deblur import default_model_path
+
+    if default_model_path() is None:
+        pytest.skip("no shipped model in this checkout")
+    src = tmp_path / "blurred.npy"
+    np.save(src, _img((64, 72)).astype(np.float32))
+    p = run("deblur", src, "-o", tmp_path / "sharp.npy", "--method", "unrolled", "--quiet")
+    assert p.returncode == 0, p.stderr
+    assert np.load(tmp_path / "sharp.npy").shape == (64, 72)
+
+
 def test_formats_and_bit_depth_kept(tmp_path):
     """One batch over several formats: bit depth, dtype and layout kept."""
     d = tmp_path / "in"

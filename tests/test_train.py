@@ -9,6 +9,7 @@ import pytest
 from scipy import ndimage
 
 from hqsdeblur import optim
+from hqsdeblur.backend import use_backend
 from hqsdeblur.data import PairSampler, make_batch
 from hqsdeblur.model_io import load_model
 from hqsdeblur.optim import Adam, clip_grad_norm, lr_at, project
@@ -62,6 +63,29 @@ def test_loss_decreases(batch):
         opt.step(model.params, g)
         model._cache = {}
     assert losses[-1] < 0.8 * losses[0], losses
+
+
+def test_training_step_runs_on_the_active_backend(backend, batch, monkeypatch):
+    # the patches go to the active backend's device, and every backend gives
+    # the NumPy gradients
+    from hqsdeblur import unrolled
+
+    model = make_model(init="tv", seed=1, **TINY)
+    seen = []
+    fwd = unrolled.UnrolledModel.forward
+
+    def spy(self, y, **kw):
+        seen.append(type(y).__module__.split(".")[0])
+        return fwd(self, y, **kw)
+
+    ref_terms, ref = batch_loss_and_grads(model, batch, dtype=np.float64)
+    monkeypatch.setattr(unrolled.UnrolledModel, "forward", spy)
+    with use_backend(backend.name):
+        terms, g = batch_loss_and_grads(model, batch, dtype=np.float64)
+    assert set(seen) == {backend.xp.__name__}
+    assert abs(terms["loss"] - ref_terms["loss"]) < 1e-10
+    for name in ref:
+        assert np.allclose(g[name], ref[name], rtol=1e-8, atol=1e-12), name
 
 
 def test_float32_gradients_match_float64(batch):
