@@ -61,9 +61,9 @@ LABELS = {
     "published_exact": "published, our exact forward",
     "published_fast": "published, our fast forward",
     "published_fast_75": "published, fast, window 75 (coarse scale)",
-    "ours": "ours (shipped model), fast",
-    "ours_75": "ours (shipped model), fast, window 75",
-    "ours_c2f": "ours (shipped model), coarse to fine",
+    "ours": "ours (shipped model), fast, one pass",
+    "ours_75": "ours (shipped model), fast, window 75 (one pass, coarse scale)",
+    "ours_c2f": "ours (shipped model), coarse to fine (deblur's default)",
     "published_c2f": "published, coarse to fine",
     "tv": "tv (classical L0, HQS)",
 }
@@ -80,15 +80,13 @@ def make_method(name, dataset):
 
     model = str(PUBLISHED) if name.startswith("published") else str(OURS)
     if name.endswith("_c2f"):
-        from hqsdeblur.coarse_to_fine import unrolled_coarse_to_fine
-        from hqsdeblur.model_io import load_model
-
-        m = load_model(model)
+        # what deblur(method='unrolled') does by default: coarse to fine,
+        # 'wrap' border, the network's own image
         ks = C2F_KERNEL_SIZE[dataset]
-        return lambda y: unrolled_coarse_to_fine(m, y, kernel_size=ks)
+        return lambda y: unrolled_deblur(y, model=model, kernel_size=ks, pyramid=True)
     exact = name == "published_exact"
     ks = 75 if name.endswith("_75") else None
-    return lambda y: unrolled_deblur(y, model=model, exact=exact, kernel_size=ks)
+    return lambda y: unrolled_deblur(y, model=model, exact=exact, kernel_size=ks, pyramid=False)
 
 
 def git_commit():

@@ -88,8 +88,8 @@ def deblur(
         network (`model`).
     kernel_size : int, optional
         Odd size of the kernel window. Default: 31 for 'tv'; the model's
-        window (45) for 'unrolled'. Larger kernels make 'unrolled' run on a
-        downscaled copy of the image.
+        window (45) for 'unrolled' (larger windows work: the network runs
+        coarse to fine, or, with ``pyramid=False``, on a downscaled copy).
     channel_axis : int, optional
         Channel axis of a colour image (default: last axis of size 3 or 4).
     model : str, path or UnrolledModel, optional
@@ -131,7 +131,10 @@ def deblur(
         ~80 MB gray, ~240 MB RGB)
         and ``client`` (a Dask client).
     **options
-        Passed to :func:`hqsdeblur.blind_deconvolve` for 'tv'.
+        Passed to :func:`hqsdeblur.blind_deconvolve` for 'tv'. For
+        'unrolled': ``pyramid`` (default True unless `exact`: run the
+        network coarse to fine, see :func:`unrolled_deblur`) and
+        ``coarsest`` (kernel window of the coarsest level, 15).
 
     Returns
     -------
@@ -182,7 +185,10 @@ def deblur(
             check_kernel_size(ks, img.shape[:2])
             x, k = blind_deconvolve(img, kernel_size=ks, channel_axis=-1 if img.ndim == 3 else None, backend=be.name, progress=progress, **options)
         else:
-            x, k = unrolled_deblur(img, model=model, kernel_size=kernel_size, exact=exact, colour=colour)
+            unknown = set(options) - {"pyramid", "coarsest"}
+            if unknown:
+                raise InputError(f"unknown options {sorted(unknown)} for method 'unrolled'; it takes pyramid, coarsest")
+            x, k = unrolled_deblur(img, model=model, kernel_size=kernel_size, exact=exact, colour=colour, **options)
     x = np.asarray(to_numpy(x))
     check_finite_output(x, "the deblurred image")
     x = np.clip(x, 0, 1).astype(img.dtype, copy=False)
@@ -260,8 +266,18 @@ def _deblur_large(img, *, method, kernel_size, model, exact, backend, progress, 
     return deblur_large(img, kernel_size=ks, method=method, model=model, out=out, deblur_options=est, backend=backend, **t)
 
 
-def unrolled_deblur(img, *, model=None, kernel_size=None, exact=False, colour="nonblind", dtype=np.float32):
+def unrolled_deblur(img, *, model=None, kernel_size=None, exact=False, colour="nonblind", dtype=np.float32,
+                    pyramid=None, coarsest=15):
     """The unrolled network on a validated image (H, W) or (H, W, 3).
+
+    With `pyramid` (default unless `exact`) the network runs coarse to fine
+    (:func:`hqsdeblur.coarse_to_fine.unrolled_coarse_to_fine`, the classical
+    mode's 'wrap' border) from a kernel window of `coarsest` up to
+    `kernel_size`: on Levin's 32 images with the shipped model 25.23 dB
+    (non-blind final step) against 24.48 dB for one pass at full size, and
+    kernels larger than the model's window are estimated at full resolution.
+    Without it the network runs once (on a downscaled copy when the kernel
+    exceeds its window).
 
     Returns the image (not clipped) and the kernel (numpy arrays).
     """
@@ -275,6 +291,25 @@ def unrolled_deblur(img, *, model=None, kernel_size=None, exact=False, colour="n
     be = get_backend()
     xp = be.xp
     ks = window if kernel_size is None else check_kernel_size(kernel_size, img.shape[:2])
+    if pyramid is None:
+        pyramid = not exact
+    if pyramid and exact:
+        raise InputError("--exact (exact=True) runs the published network at one scale only; it cannot run coarse to fine")
+    if pyramid:
+        from .coarse_to_fine import unrolled_coarse_to_fine
+
+        check_kernel_size(ks, lum.shape)
+        joint_state = not gray and colour != "nonblind"
+        out = unrolled_coarse_to_fine(model, lum, kernel_size=ks, coarsest=coarsest, dtype=dtype, return_state=joint_state)
+        k = np.asarray(to_numpy(out[1]))
+        if gray:
+            return to_numpy(out[0]), k
+        if colour == "nonblind":
+            from .nonblind import deconvolve
+
+            return deconvolve(img, k, channel_axis=-1), k
+        chans = xp.asarray(np.moveaxis(img, -1, 0), dtype=dtype)
+        return np.moveaxis(to_numpy(reconstruct_channels(out[2], chans, joint=colour == "joint")), 0, -1), k
     scale = 1.0
     if ks > window:
         if exact:

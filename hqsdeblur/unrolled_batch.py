@@ -16,12 +16,11 @@ from __future__ import annotations
 import numpy as np
 
 from .backend import backend_for
-from .steps import border as border_ext
 
 __all__ = ["forward_batch"]
 
 
-def forward_batch(model, ys, *, dtype=None, k0=None, max_batch=16):
+def forward_batch(model, ys, *, dtype=None, k0=None, max_batch=16, border="smooth"):
     """Deblur a stack of gray images with one pass per layer.
 
     Parameters
@@ -35,6 +34,9 @@ def forward_batch(model, ys, *, dtype=None, k0=None, max_batch=16):
         float32 (default for float32 input) or float64.
     k0 : (B, K, K) or (K, K) array, optional
         Initial kernels (default the delta).
+    border : {'smooth', 'wrap'}
+        How the images are extended to the FFT grid
+        (:data:`hqsdeblur.unrolled.BORDERS`).
     max_batch : int
         Images per pass; larger stacks are processed in chunks (memory grows
         as ``max_batch * channels`` spectra of the FFT grid).
@@ -65,6 +67,8 @@ def forward_batch(model, ys, *, dtype=None, k0=None, max_batch=16):
         raise ValueError(f"forward_batch expects a (B, H, W) stack, got shape {tuple(ys.shape)}")
     if model.config.image_channels != 1:
         raise ValueError("forward_batch supports gray models only")
+    if border not in ("smooth", "wrap"):
+        raise ValueError(f"forward_batch supports the 'smooth' and 'wrap' borders, not {border!r}")
     Ksz = model.config.kernel_size
     if k0 is not None:
         k0 = xp.asarray(k0, dtype=dtype)
@@ -75,7 +79,7 @@ def forward_batch(model, ys, *, dtype=None, k0=None, max_batch=16):
     xs, ks = [], []
     n = max(1, int(max_batch))
     for i in range(0, ys.shape[0], n):
-        x, k = _forward_stack(model, ys[i:i + n], dtype, be, None if k0 is None else k0[i:i + n])
+        x, k = _forward_stack(model, ys[i:i + n], dtype, be, None if k0 is None else k0[i:i + n], border)
         xs.append(x)
         ks.append(k)
     if len(xs) == 1:
@@ -110,8 +114,8 @@ def _shrink(g, b, xp):
     return g - xp.minimum(xp.maximum(g, -b), b)
 
 
-def _forward_stack(model, y, dtype, be, k0):
-    from .unrolled import _smooth_grid
+def _forward_stack(model, y, dtype, be, k0, border):
+    from .unrolled import border_grid, extend
 
     xp = be.xp
     cfg = model.config
@@ -120,14 +124,14 @@ def _forward_stack(model, y, dtype, be, k0):
     Hk = cfg.kernel_size
     h, pad = Hk // 2, Hk - 1
     B, Hv, Wv = y.shape
-    S = _smooth_grid((Hv, Wv), pad)
+    S = border_grid((Hv, Wv), pad, border)
     sp = _device_spectra(model, S, dtype, xp)
     cdt = sp["Wc"].dtype
 
     def per_channel(v):  # (C,) parameters -> (1, C, 1, 1) on the device
         return xp.asarray(np.asarray(v, dtype=dtype))[None, :, None, None]
 
-    Yg = be.rfft2(border_ext.periodic_extend(y, S, (pad, pad)))  # (B, F1, F2)
+    Yg = be.rfft2(extend(y, S, pad, border))  # (B, F1, F2)
     Z = be.rfft2(_shrink(be.irfft2(sp["Einit"][None] * Yg[:, None], s=S), per_channel(p["bias"][0]), xp))
     if k0 is None:
         k = xp.zeros((B, Hk, Hk), dtype=dtype)

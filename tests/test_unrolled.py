@@ -155,16 +155,35 @@ def test_any_size_and_fast_mode_defaults():
         assert np.all(np.isfinite(x))
 
 
+@pytest.mark.parametrize("border", ["smooth", "wrap"])
 @pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-10), (np.float32, 2e-5)])
-def test_fast_inference_path_equals_tape_path(dtype, tol):
+def test_fast_inference_path_equals_tape_path(dtype, tol, border):
     """The inference-only fast path computes the same function as the
     differentiable (tape) path."""
     cfg, p = _tiny()
     m = UnrolledModel(cfg, p)
     y = np.random.default_rng(7).random((37, 52)).astype(dtype)
-    x1, k1 = m.forward(y, backend="numpy")
-    x2, k2, _ = m.forward(y, tape=True, backend="numpy")
+    x1, k1 = m.forward(y, backend="numpy", border=border)
+    x2, k2, _ = m.forward(y, tape=True, backend="numpy", border=border)
     assert np.abs(x1 - x2).max() < tol and np.abs(k1 - k2).max() < tol
+
+
+def test_wrap_border_grid_and_extension():
+    from hqsdeblur.boundary import crop
+    from hqsdeblur.unrolled import border_grid, extend
+
+    y = np.random.default_rng(2).random((2, 30, 41))
+    pad = 8
+    S = border_grid(y.shape, pad, "wrap")
+    assert S[0] >= 30 + 2 * (pad + pad // 2 + 3) and S[1] >= 41 + 2 * (pad + pad // 2 + 3)
+    e = extend(y, S, pad, "wrap")
+    assert e.shape == (2,) + S and e.dtype == y.dtype
+    assert np.array_equal(crop(e[1], pad, (30, 41)), y[1])
+    # periodic and smooth across the wrap: no jump larger than inside the image
+    jump = max(np.abs(e[0, :, 0] - e[0, :, -1]).max(), np.abs(e[0, 0] - e[0, -1]).max())
+    assert jump < np.abs(np.diff(y[0], axis=1)).max()
+    with pytest.raises(ValueError):
+        UnrolledModel(*_tiny()).forward(y[0], border="mirror")
 
 
 def test_colour_reconstruction_modes_are_stable():
@@ -181,3 +200,30 @@ def test_colour_reconstruction_modes_are_stable():
         b = reconstruct_channels(state, rgb + 1e-6 * rng.standard_normal(rgb.shape), joint=joint)
         assert a.shape == rgb.shape and np.all(np.isfinite(a))
         assert np.abs(a - b).max() < 1e-3  # well conditioned
+
+
+def test_deblur_unrolled_coarse_to_fine_and_options():
+    """deblur(method='unrolled') runs coarse to fine by default; one pass
+    with pyramid=False; bad option combinations are refused."""
+    from hqsdeblur import deblur
+    from hqsdeblur.coarse_to_fine import unrolled_coarse_to_fine
+    from hqsdeblur.errors import InputError
+
+    cfg, p = _tiny()
+    m = UnrolledModel(cfg, p)
+    y = np.random.default_rng(5).random((48, 56)).astype(np.float32)
+    x, k = deblur(y, method="unrolled", model=m, kernel_size=13, coarsest=5, backend="numpy")
+    xc, kc = unrolled_coarse_to_fine(m, y, kernel_size=13, coarsest=5)
+    assert k.shape == (13, 13) and np.allclose(k, kc) and np.allclose(x, np.clip(xc, 0, 1))
+    x1, k1 = deblur(y, method="unrolled", model=m, pyramid=False, backend="numpy")
+    x2, k2 = m.forward(y)
+    assert np.allclose(k1, k2) and np.allclose(x1, np.clip(x2, 0, 1))
+    with pytest.raises(InputError):
+        deblur(y, method="unrolled", model=m, exact=True, pyramid=True)
+    with pytest.raises(InputError):
+        deblur(y, method="unrolled", model=m, lam=0.1)
+    # colour: kernel from luminance, every mode finite and in range
+    rgb = np.stack([y, y, y], axis=-1)  # luminance = y
+    for colour in ("nonblind", "joint", "per-channel"):
+        xc, kc = deblur(rgb, method="unrolled", model=m, kernel_size=13, coarsest=5, colour=colour, backend="numpy")
+        assert xc.shape == rgb.shape and np.all(np.isfinite(xc)) and np.allclose(kc, k, atol=1e-5)

@@ -25,15 +25,16 @@ def model():
     return make_model(channels=4, layers=3, kernel_size=15, init="xavier", seed=3)
 
 
+@pytest.mark.parametrize("border", ["smooth", "wrap"])
 @pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-12), (np.float32, 1e-5)])
-def test_matches_single_image_path(backend, model, dtype, tol):
+def test_matches_single_image_path(backend, model, dtype, tol, border):
     ys = _stack().astype(dtype)
     with use_backend(backend.name):
-        xb, kb = forward_batch(model, backend.xp.asarray(ys), max_batch=2)  # two chunks
+        xb, kb = forward_batch(model, backend.xp.asarray(ys), max_batch=2, border=border)  # two chunks
     xb, kb = to_numpy(xb), to_numpy(kb)
     assert xb.dtype == dtype and xb.shape == ys.shape and kb.shape == (3, 15, 15)
     for i in range(len(ys)):
-        x, k = model.forward(ys[i], backend="numpy")
+        x, k = model.forward(ys[i], backend="numpy", border=border)
         assert np.abs(xb[i] - x).max() < tol * 10
         assert np.abs(kb[i] - k).max() < tol
     assert np.allclose(kb.sum(axis=(1, 2)), 1, atol=1e-5) and kb.min() >= 0
