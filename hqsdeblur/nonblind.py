@@ -21,9 +21,12 @@ geometrically:
 
 from __future__ import annotations
 
-import numpy as np
+import threading
 
-from .backend import backend_for, get_backend, get_array_module, to_numpy
+import numpy as np
+import scipy.fft
+
+from .backend import _workers, backend_for, get_backend, get_array_module, to_numpy
 from .boundary import crop, edgetaper, pad_for, pad_smooth_wrap
 from .errors import InputError
 from .steps import fourier
@@ -106,17 +109,57 @@ def derivative_otfs(shape, xp=np, dtype=np.float64):
     return be.rfft2(d)
 
 
-def grad(x):
+def grad(x, out=None):
     """Circular forward differences of an (H, W) image: (2, H, W),
-    horizontal then vertical (the filters of :func:`derivative_otfs`)."""
-    xp = backend_for(x).xp
-    return xp.stack([xp.roll(x, -1, axis=1) - x, xp.roll(x, -1, axis=0) - x])
+    horizontal then vertical (the filters of :func:`derivative_otfs`).
+
+    Written with slices (the same values as ``roll(x, -1) - x``, without the
+    rolled copies); `out`, a (2, H, W) array, receives the result if given.
+    """
+    xp = get_array_module(x)
+    if out is None:
+        out = xp.empty((2,) + x.shape, dtype=x.dtype)
+    xp.subtract(x[:, 1:], x[:, :-1], out=out[0, :, :-1])
+    xp.subtract(x[:, :1], x[:, -1:], out=out[0, :, -1:])
+    xp.subtract(x[1:], x[:-1], out=out[1, :-1])
+    xp.subtract(x[:1], x[-1:], out=out[1, -1:])
+    return out
 
 
-def grad_adjoint(z):
-    """Adjoint of :func:`grad` (minus the divergence): (2, H, W) -> (H, W)."""
-    xp = backend_for(z).xp
-    return (xp.roll(z[0], 1, axis=1) - z[0]) + (xp.roll(z[1], 1, axis=0) - z[1])
+def grad_adjoint(z, out=None, *, overwrite_z=False):
+    """Adjoint of :func:`grad` (minus the divergence): (2, H, W) -> (H, W).
+
+    Same values as ``(roll(z[0], 1, 1) - z[0]) + (roll(z[1], 1, 0) - z[1])``.
+    `out` (H, W) receives the result if given; with `overwrite_z`, ``z[0]``
+    serves as scratch space (saves an allocation in tight loops).
+    """
+    xp = get_array_module(z)
+    z0, z1 = z[0], z[1]
+    if out is None:
+        out = xp.empty(z0.shape, dtype=z.dtype)
+    xp.subtract(z0[:, :-1], z0[:, 1:], out=out[:, 1:])
+    xp.subtract(z0[:, -1:], z0[:, :1], out=out[:, :1])
+    tmp = z0 if overwrite_z else xp.empty_like(z0)
+    xp.subtract(z1[:-1], z1[1:], out=tmp[1:])
+    xp.subtract(z1[-1:], z1[:1], out=tmp[:1])
+    out += tmp
+    return out
+
+
+# FFT threads of the calling thread, where a caller runs several
+# deconvolutions side by side (hqsdeblur.tv's candidates: one each, instead
+# of every thread asking for all the cores)
+_local = threading.local()
+
+
+def _ffts(be):
+    """``(rfft2(a), irfft2(A, s))`` of a backend, with the NumPy worker count
+    looked up once (the hot loops make thousands of calls) and capped by
+    ``_local.fft_workers`` when set."""
+    if be.xp is not np:
+        return be.rfft2, lambda A, s: be.irfft2(A, s=s)
+    w = getattr(_local, "fft_workers", None) or _workers()
+    return (lambda a: scipy.fft.rfft2(a, workers=w)), (lambda A, s: scipy.fft.irfft2(A, s=s, workers=w))
 
 
 def _prepare(image, channel_axis):
@@ -166,8 +209,9 @@ def _deconvolve_gray(y, k, be, *, alpha, weight, betas, boundary):
         py = px = 0
         grid = (H, W)
         yp = y
+    rfft2, irfft2 = _ffts(be)
     yd = xp.asarray(yp, dtype=dtype)
-    Y0 = be.rfft2(yd)
+    Y0 = rfft2(yd)
     K = fourier.psf2otf(xp.asarray(k, dtype=dtype), grid)
     D = derivative_otfs(grid, xp, dtype)
     # x-step of reconstruct() for the two-difference bank, with the fixed
@@ -177,12 +221,14 @@ def _deconvolve_gray(y, k, be, *, alpha, weight, betas, boundary):
     K2 = K.real**2 + K.imag**2
     D2 = (D.real**2 + D.imag**2).sum(axis=0)
     X = Y0
+    g = None
     for beta in betas:
-        x = be.irfft2(X, s=grid)
-        w = shrink_lp(grad(x), beta, alpha)
+        x = irfft2(X, grid)
+        g = grad(x, out=g)
+        w = shrink_lp(g, beta, alpha)
         eta = beta * weight
-        X = (KY + eta * be.rfft2(grad_adjoint(w))) / (K2 + eta * D2)
-    x = be.irfft2(X, s=grid)
+        X = (KY + eta * rfft2(grad_adjoint(w, out=x))) / (K2 + eta * D2)
+    x = irfft2(X, grid)
     x = crop(x, (py, px), (H, W))
     return xp.clip(x, 0, 1)
 

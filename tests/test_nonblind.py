@@ -137,3 +137,16 @@ def test_pad_smooth_wrap_is_periodic_and_smooth():
             assert np.abs(p - np.roll(p, 1, axis=ax)).max() <= own + 1e-12
     t = edgetaper(x, _motion_kernel())
     assert t.shape == x.shape and np.allclose(t[15:-15, 15:-15], x[15:-15, 15:-15])
+
+
+def test_grad_and_adjoint_are_circular_differences_in_place():
+    rng = np.random.default_rng(1)
+    x, z = rng.standard_normal((6, 5)), rng.standard_normal((2, 6, 5))
+    ref = np.stack([np.roll(x, -1, axis=1) - x, np.roll(x, -1, axis=0) - x])
+    out = np.empty((2, 6, 5))
+    assert grad(x, out=out) is out and np.array_equal(out, ref)
+    ref_adj = (np.roll(z[0], 1, axis=1) - z[0]) + (np.roll(z[1], 1, axis=0) - z[1])
+    assert np.array_equal(grad_adjoint(z), ref_adj)
+    buf = np.empty((6, 5))
+    zc = z.copy()
+    assert grad_adjoint(zc, out=buf, overwrite_z=True) is buf and np.array_equal(buf, ref_adj)

@@ -240,3 +240,78 @@ def test_lam_carry_changes_the_schedule():
     a = estimate_kernel(y, 13, iterations=2)
     b = estimate_kernel(y, 13, iterations=2, lam_carry=True, lam_min=1e-5)
     assert a.shape == b.shape and not np.array_equal(a, b)
+
+
+def test_threaded_candidates_match_serial_and_reuse_the_chosen_image(monkeypatch):
+    """The candidate estimates run in parallel threads when more than one FFT
+    worker is allowed; the result is the same as one after the other, and
+    the gray output is the chosen candidate's selection deconvolution itself
+    (not a second one). A rejected candidate is not deconvolved."""
+    import hqsdeblur.tv as tv
+
+    y = _blur(_scene(80, seed=8), _motion_kernel())
+    cands = [{"iterations": 2}, {"iterations": 1, "lam_carry": True, "lam_min": 5e-4}]
+    calls = []
+    deconvolve = tv.deconvolve
+    monkeypatch.setattr(tv, "deconvolve", lambda *a, **kw: calls.append(1) or deconvolve(*a, **kw))
+    seen = []
+    monkeypatch.setenv("HQSDEBLUR_FFT_WORKERS", "1")
+    assert tv._candidate_threads(tv.get_backend("numpy"), 2) == 1
+    out1, k1, info1 = blind_deconvolve(y, kernel_size=13, candidates=cands, return_info=True,
+                                       progress=lambda i, n: seen.append((i, n)))
+    assert len(calls) == 2  # one per candidate, none for the output
+    assert seen == [(i + 1, 2 * len(info1["levels"])) for i in range(2 * len(info1["levels"]))]
+    monkeypatch.setenv("HQSDEBLUR_FFT_WORKERS", "2")
+    assert tv._candidate_threads(tv.get_backend("numpy"), 2) == 2
+    # the small levels run one estimate after the other, the rest in threads
+    for serial_pixels in (0, 40**2, tv._SERIAL_LEVEL_PIXELS):
+        monkeypatch.setattr(tv, "_SERIAL_LEVEL_PIXELS", serial_pixels)
+        seen.clear()
+        out2, k2, info2 = blind_deconvolve(y, kernel_size=13, candidates=cands, return_info=True,
+                                           progress=lambda i, n: seen.append((i, n)))
+        assert np.array_equal(out1, out2) and np.array_equal(k1, k2) and info1["chosen"] == info2["chosen"]
+        assert info2["levels"] == info1["levels"]
+        assert len(info2["kernels"]) == len(info1["kernels"])
+        assert all(np.array_equal(a, b) for a, b in zip(info2["kernels"], info1["kernels"]))
+        # one count across the threads
+        assert [i for i, _ in seen] == list(range(1, len(seen) + 1)) and len(seen) == 2 * len(info1["levels"])
+    assert np.array_equal(out2, deconvolve(y, k2))
+    calls.clear()
+    _, _, info3 = blind_deconvolve(y, kernel_size=13, candidates=cands, max_support=0.0, return_info=True)
+    assert info3["backed_off"] and not calls and all(c["sparsity"] is None for c in info3["candidates"])
+
+
+def test_latent_image_fast_loop_matches_the_formula():
+    """The in-place latent loop computes the closed-form x-step and the joint
+    shrinkage as written (reference: the plain expressions)."""
+    import scipy.fft
+
+    from hqsdeblur.backend import get_backend
+    from hqsdeblur.nonblind import derivative_otfs
+    from hqsdeblur.steps import fourier
+    from hqsdeblur.tv import _latent_image
+
+    rng = np.random.default_rng(0)
+    grid = (48, 40)
+    y = rng.random(grid)
+    k = np.abs(rng.standard_normal((7, 7)))
+    Y0 = scipy.fft.rfft2(y)
+    K = fourier.psf2otf(k / k.sum(), grid)
+    D = derivative_otfs(grid)
+    betas = [0.002 * 2**i for i in range(8)]
+    for prior in ("l0", "tv"):
+        X = Y0
+        for beta in betas:
+            x = scipy.fft.irfft2(X, s=grid)
+            g = np.stack([np.roll(x, -1, axis=1) - x, np.roll(x, -1, axis=0) - x])
+            mag = np.sqrt((g * g).sum(axis=0))
+            if prior == "l0":
+                z = g * (mag**2 > 1e-3 / beta)
+            else:
+                z = g * (np.maximum(mag - 1e-3 / beta, 0) / np.maximum(mag, 1e-12))
+            div = (np.roll(z[0], 1, axis=1) - z[0]) + (np.roll(z[1], 1, axis=0) - z[1])
+            X = (K.conj() * Y0 + beta * scipy.fft.rfft2(div)) / (np.abs(K) ** 2 + beta * (np.abs(D) ** 2).sum(axis=0))
+        for spatial in (True, False):
+            Z = _latent_image(Y0, D, K, get_backend("numpy"), grid, lam=1e-3, betas=betas, prior=prior,
+                              spatial_diff=spatial)
+            assert np.allclose(Z, D * X[None], rtol=1e-9, atol=1e-9 * np.abs(X).max()), (prior, spatial)
