@@ -201,6 +201,7 @@ def _as_3d_vjp(f):
 
 
 _cache: dict[str, Backend] = {}
+_unavailable: dict[str, str] = {}
 
 
 def get_backend(name: str | None = None) -> Backend:
@@ -229,7 +230,14 @@ def get_backend(name: str | None = None) -> Backend:
     if name == "auto":
         name = _auto()
     if name not in _cache:
-        _cache[name] = _make(name)
+        if name in _unavailable:  # a failed import is not retried on every call
+            raise BackendError(_unavailable[name])
+        try:
+            _cache[name] = _make(name)
+        except BackendError as exc:
+            if name in _NAMES:
+                _unavailable[name] = str(exc)
+            raise
     return _cache[name]
 
 

@@ -315,3 +315,40 @@ def test_latent_image_fast_loop_matches_the_formula():
             Z = _latent_image(Y0, D, K, get_backend("numpy"), grid, lam=1e-3, betas=betas, prior=prior,
                               spatial_diff=spatial)
             assert np.allclose(Z, D * X[None], rtol=1e-9, atol=1e-9 * np.abs(X).max()), (prior, spatial)
+
+
+def test_white_background_prior_runs_only_on_white_images():
+    """The intensity (white-background, Pan et al. 2014) schedule of
+    CANDIDATES runs only where enough pixels are white; its latent step
+    solves the x-subproblem with the extra ``beta ||x - u||^2`` term."""
+    from hqsdeblur.backend import get_backend
+    from hqsdeblur.nonblind import derivative_otfs
+    from hqsdeblur.tv import CANDIDATES, _latent_image
+
+    assert any(c.get("intensity") for c in CANDIDATES)
+    cands = [{"iterations": 1}, {"iterations": 1, "intensity": 0.25}]
+    dark = _blur(_scene(64, seed=3) * 0.9, _motion_kernel())  # no pixel >= 0.98
+    _, _, info = blind_deconvolve(dark, kernel_size=9, candidates=cands, return_info=True)
+    assert len(info["candidates"]) == 1
+    rng = np.random.default_rng(4)
+    page = np.ones((64, 64))
+    page[24:40, 8:56][rng.random((16, 48)) < 0.3] = 0.0  # a line of black marks on a white page
+    text = _blur(page, _motion_kernel())
+    _, _, info = blind_deconvolve(text, kernel_size=9, candidates=cands, return_info=True)
+    assert len(info["candidates"]) == 2 and info["candidates"][1]["params"]["intensity"] == 0.25
+    # one x-step, spectral form: X = (conj(K) Y + beta (D^H Z + U)) / (|K|^2 + beta |D|^2 + beta)
+    be = get_backend("numpy")
+    S = (32, 32)
+    y = rng.random(S)
+    k = np.zeros(S)
+    k[0, :3] = 1 / 3
+    Y0, K = be.rfft2(y), be.rfft2(k)
+    D = derivative_otfs(S)
+    lam, beta, w = 0.01, 0.5, 0.25
+    got = _latent_image(Y0, D, K, be, S, lam=lam, betas=[beta], prior="l0", spatial_diff=False, intensity=w)
+    g = be.irfft2(D * Y0[None], S)  # the loop starts from X = Y0
+    z = np.where((g**2).sum(axis=0, keepdims=True) > lam / beta, g, 0)
+    u = np.where((1 - y) ** 2 > w * lam / beta, y, 1.0)
+    num = (np.conj(D) * be.rfft2(z)).sum(axis=0) + be.rfft2(u)
+    X = (np.conj(K) * Y0 + beta * num) / (np.abs(K) ** 2 + beta * (np.abs(D) ** 2).sum(axis=0) + beta)
+    assert np.allclose(got, D * X[None], atol=1e-10)
