@@ -213,6 +213,15 @@ def _load_results():
             continue
         if "summaries" in d and "dataset" in d:
             res[(d["dataset"], d["method"])] = d
+        elif "summary" in d and d.get("rows") and d["rows"][0].get("dataset") in ("levin", "lai2016"):
+            # written by benchmarks/eval_tv.py: same rows, its own layout
+            ds = d["rows"][0]["dataset"]
+            res[(ds, "tv")] = {
+                "dataset": ds, "method": "tv", "rows": d["rows"], "summaries": split_summaries(d["rows"], ds),
+                "command": d.get("command", "PYTHONPATH=. python benchmarks/eval_tv.py"),
+                "started_utc": d.get("started_utc", "-"), "git_commit": d.get("git_commit", "-"),
+                "code": {"tv.py": d.get("code", {}).get("tv.py") or file_info(REPO / "hqsdeblur" / "tv.py")},
+            }
     return res
 
 
