@@ -31,11 +31,25 @@ __all__ = ["pad_smooth_wrap", "crop", "edgetaper", "pad_for"]
 
 
 def _blurred_profiles(edge, n):
-    """Rows ``d = 0..n-1``: `edge` (1-D, circular) blurred by sigma ~ d/2."""
-    out = np.empty((n, edge.size), dtype=np.float64)
+    """Rows ``d = 0..n-1``: `edge` (1-D, circular) blurred by sigma ~ d/2.
+
+    Row d equals ``ndimage.gaussian_filter1d(edge, 0.5 d, mode='wrap',
+    truncate=3)`` up to rounding: the same truncated, normalised Gaussian,
+    folded onto the circle and applied by one batched FFT (the per-row
+    filters cost ~50 ms per 290x450 border, this ~2 ms)."""
+    W = edge.size
+    out = np.empty((n, W), dtype=np.float64)
     out[0] = edge
-    for d in range(1, n):
-        out[d] = ndimage.gaussian_filter1d(edge, sigma=0.5 * d, mode="wrap", truncate=3.0)
+    if n > 1:
+        ker = np.zeros((n - 1, W))
+        for d in range(1, n):
+            sigma = 0.5 * d
+            r = int(3.0 * sigma + 0.5)
+            x = np.arange(-r, r + 1)
+            g = np.exp(-0.5 / (sigma * sigma) * x * x)
+            np.add.at(ker[d - 1], x % W, g / g.sum())
+        spec = np.fft.rfft(ker, axis=1) * np.fft.rfft(edge)[None]
+        out[1:] = np.fft.irfft(spec, n=W, axis=1)
     return out
 
 

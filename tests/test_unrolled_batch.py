@@ -56,3 +56,15 @@ def test_initial_kernels(model):
 def test_refuses_wrong_shapes(model):
     with pytest.raises(ValueError):
         forward_batch(model, np.zeros((40, 40)))
+
+
+def test_deblur_coarse_to_fine_on_every_backend(backend, model):
+    # deblur(method='unrolled') runs its pyramid on the chosen backend's
+    # device and gives the NumPy result
+    from hqsdeblur import deblur
+
+    y = _stack(1, shape=(60, 70))[0].astype(np.float32)
+    x0, k0 = deblur(y, method="unrolled", model=model, coarsest=5, backend="numpy")
+    x1, k1 = deblur(y, method="unrolled", model=model, coarsest=5, backend=backend.name)
+    assert isinstance(x1, np.ndarray) and x1.shape == y.shape
+    assert np.abs(k1 - k0).max() < 1e-5 and np.abs(x1 - x0).max() < 1e-4
