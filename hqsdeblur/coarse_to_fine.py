@@ -14,7 +14,6 @@ the same parameters. A model fine-tuned with coarse starts
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import numpy as np
@@ -81,7 +80,6 @@ def unrolled_coarse_to_fine(model, y, *, kernel_size=None, coarsest=15, scale_fa
     ((48, 40), (9, 9), 1.0)
     """
     from .deblur import _resize
-    from .unrolled import UnrolledModel
 
     xp = get_backend().xp
     cfg = model.config
@@ -90,7 +88,7 @@ def unrolled_coarse_to_fine(model, y, *, kernel_size=None, coarsest=15, scale_fa
     out = None
     lv = levels(ks, coarsest=coarsest, scale_factor=scale_factor)
     for i, (w, s) in enumerate(lv):
-        m = model if w == cfg.kernel_size else UnrolledModel(dataclasses.replace(cfg, kernel_size=w), model.params, model.meta)
+        m = model.with_window(w)
         ys = np.asarray(y, dtype=np.float64) if s == 1 else _resize(np.asarray(y, dtype=np.float64), s)
         k0 = None
         if k is not None:

@@ -171,8 +171,24 @@ class UnrolledModel:
     def _p(self, xp, dtype):
         key = (xp.__name__, np.dtype(dtype).str)
         if key not in self._cache:
-            self._cache = {key: {k: xp.asarray(v, dtype=dtype) for k, v in self.params.items()}}
+            # one copy of the parameters at a time (device, dtype); derived
+            # entries (spectra, per-level models) are keyed by dtype themselves
+            for k_ in [k_ for k_ in self._cache if isinstance(k_, tuple) and len(k_) == 2]:
+                del self._cache[k_]
+            self._cache[key] = {k: xp.asarray(v, dtype=dtype) for k, v in self.params.items()}
         return self._cache[key]
+
+    def with_window(self, kernel_size):
+        """The same parameters with another kernel window (the window is not
+        a learned shape), cached on this model: its filter spectra are kept
+        between calls, as coarse-to-fine runs use one model per level."""
+        if kernel_size == self.config.kernel_size:
+            return self
+        models = self._cache.setdefault("windows", {})
+        if kernel_size not in models:
+            models[kernel_size] = UnrolledModel(dataclasses.replace(self.config, kernel_size=kernel_size),
+                                                self.params, self.meta)
+        return models[kernel_size]
 
     def filters(self, xp, dtype):
         """The effective first layer A0 (mean removed) and the cascade weights."""

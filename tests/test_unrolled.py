@@ -228,3 +228,16 @@ def test_deblur_unrolled_coarse_to_fine_and_options():
     for colour in ("nonblind", "joint", "per-channel"):
         xc, kc = deblur(rgb, method="unrolled", model=m, kernel_size=13, coarsest=5, colour=colour, backend="numpy")
         assert xc.shape == rgb.shape and np.all(np.isfinite(xc)) and np.allclose(kc, k, atol=1e-5)
+
+
+def test_window_models_are_cached_until_the_parameters_change():
+    cfg, p = _tiny()
+    m = UnrolledModel(cfg, p)
+    a = m.with_window(5)
+    assert m.with_window(5) is a and m.with_window(cfg.kernel_size) is m
+    assert a.config.kernel_size == 5 and a.params["w0"] is m.params["w0"]
+    m._p(np, np.float32)
+    m._p(np, np.float64)  # another parameter copy keeps the window models
+    assert m.with_window(5) is a
+    m._cache = {}  # what the trainer does after a step
+    assert m.with_window(5) is not a
