@@ -1,10 +1,12 @@
 """Contact sheets for the README: ``docs/contact_levin.png`` and ``docs/contact_lai_real.png``.
 
 * ``contact_levin.png``: four Levin et al. images (one per sharp image, each
-  with a different kernel): blurred / tv / published weights (our fast
-  forward) / ours (shipped model, fast) / sharp. The estimated kernel is
+  with a different kernel): blurred / tv / published weights /
+  ours (shipped model) / sharp. The estimated kernel is
   inset in the top-right corner of each result, the true kernel in the
   blurred and sharp panels; titles give the aligned PSNR of the protocol.
+  Both networks run as ``deblur(method='unrolled')`` runs them (coarse to
+  fine, wrap border).
 * ``contact_lai_real.png``: four of Lai et al.'s real camera-shake photos
   (colour, downscaled to at most 800 px on the long side), blurred vs the
   classical ``deblur(img, method='tv')`` colour result with its kernel.
@@ -80,7 +82,8 @@ def levin_figure(path=DOCS / "contact_levin.png"):
     from hqsdeblur.metrics import aligned_compare
 
     items = {it.name: it for it in load_dataset(DATA, "levin")}
-    methods = [("tv", "tv"), ("published", "published_fast"), ("ours", "ours")]
+    # the network as deblur(method='unrolled') runs it: coarse to fine
+    methods = [("tv", "tv"), ("published", "published_c2f"), ("ours", "ours_c2f")]
     funcs = {label: make_method(m, "levin") for label, m in methods}
     fig, axes = plt.subplots(len(LEVIN_ITEMS), 5, figsize=(10, 2.1 * len(LEVIN_ITEMS)), dpi=110)
     for r, name in enumerate(LEVIN_ITEMS):
