@@ -282,7 +282,7 @@ def unrolled_deblur(img, *, model=None, kernel_size=None, exact=False, colour="n
 
     Returns the image (not clipped) and the kernel (numpy arrays).
     """
-    from .unrolled import UnrolledModel, reconstruct_channels
+    from .unrolled import reconstruct_channels
 
     model = _resolve_model(model)
     cfg = model.config
@@ -318,9 +318,7 @@ def unrolled_deblur(img, *, model=None, kernel_size=None, exact=False, colour="n
         scale = window / ks
     elif ks != window:
         # the window is not a learned shape: a smaller one is just a config change
-        import dataclasses
-
-        model = UnrolledModel(dataclasses.replace(cfg, kernel_size=ks), model.params, model.meta)
+        model = model.with_window(ks)
     check_kernel_size(min(ks, window), lum.shape)
     if scale < 1:
         small = _resize(lum, scale)

@@ -859,12 +859,14 @@ def _small_otf(f, S, centre, *, sign=-1, dtype=np.complex64):
     return Fy @ (f.astype(dtype) @ Fx)
 
 
-def _phase(S, shift, cdt):
-    """Spectrum multiplier of a circular shift by `shift` (``roll``)."""
+def _phase(S, shift, cdt, xp=np):
+    """Spectrum multiplier of a circular shift by `shift` (``roll``): one
+    (dy, dx) gives (F1, F2), a (B, 2) array of shifts (B, F1, F2)."""
     H, Wd = S
-    u = np.exp(-2j * np.pi * ((np.arange(H) * shift[0]) % H) / H)
-    v = np.exp(-2j * np.pi * ((np.arange(Wd // 2 + 1) * shift[1]) % Wd) / Wd)
-    return (u[:, None] * v[None, :]).astype(cdt)
+    sh = xp.asarray(shift)
+    u = xp.exp(-2j * np.pi * ((xp.arange(H) * sh[..., :1]) % H) / H)
+    v = xp.exp(-2j * np.pi * ((xp.arange(Wd // 2 + 1) * sh[..., 1:]) % Wd) / Wd)
+    return (u[..., :, None] * v[..., None, :]).astype(cdt)
 
 
 def _kernel_otf(k, S, workers):

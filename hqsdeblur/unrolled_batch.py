@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .backend import backend_for
+from .backend import backend_for, to_numpy
+from .steps import kernel
 
 __all__ = ["forward_batch"]
 
@@ -115,7 +116,7 @@ def _shrink(g, b, xp):
 
 
 def _forward_stack(model, y, dtype, be, k0, border):
-    from .unrolled import border_grid, extend
+    from .unrolled import _phase, border_grid, extend
 
     xp = be.xp
     cfg = model.config
@@ -160,27 +161,17 @@ def _forward_stack(model, y, dtype, be, k0, border):
         sq = (Z.real * Z.real + Z.imag * Z.imag).sum(axis=1)
         rho = float(p["kernel_prox"][t])
         kt = be.irfft2((rho * num * Yg + K) / (rho * sq + 1), s=S)
-        k = _threshold_normalize(kt, float(cfg.kernel_bias_scale * p["kernel_bias"][t]), Hk,
-                                 cfg.temperature, cfg.eps, xp)
+        k, _ = kernel.soft_threshold_normalize(kt, cfg.kernel_bias_scale * p["kernel_bias"][t], (Hk, Hk),
+                                               temperature=cfg.temperature, eps=cfg.eps)
     # re-centre every kernel (one host transfer for all shifts)
     shifts = _com_shifts(k, xp)
-    k = _shift_kernels(k, shifts, xp)
-    ramp = _phases(S, -shifts, cdt, xp)
+    k = _shift_kernels(k, shifts)
+    ramp = _phase(S, -shifts, cdt, xp)
     K = be.rfft2(k, s=S)
     num = Bsum * ramp + xp.conj(K) * Yg
     den = K.real * K.real + K.imag * K.imag + sp["den0"][None]
     x = be.irfft2(num / den, s=S)[:, h:h + Hv, h:h + Wv]
     return x, k
-
-
-def _threshold_normalize(kt, bias, Hk, temperature, eps, xp):
-    """Batched ``kernel.soft_threshold_normalize`` (published constraint)."""
-    mx = kt.max(axis=(-2, -1), keepdims=True)
-    m = mx + xp.log(xp.exp(temperature * (kt - mx)).sum(axis=(-2, -1), keepdims=True)) / temperature
-    kp = xp.maximum(kt[:, :Hk, :Hk] - bias * m, 0)
-    s = kp.sum(axis=(-2, -1), keepdims=True) + eps
-    kp[:, Hk // 2, Hk // 2] += eps
-    return kp / s
 
 
 def _com_shifts(k, xp):
@@ -191,7 +182,7 @@ def _com_shifts(k, xp):
     s = k.sum(axis=(-2, -1))
     cy = (k.sum(axis=2) * i).sum(axis=1) / s
     cx = (k.sum(axis=1) * i).sum(axis=1) / s
-    c = np.asarray(_host(xp.stack([cy, cx, s], axis=1)), dtype=np.float64)
+    c = np.asarray(to_numpy(xp.stack([cy, cx, s], axis=1)), dtype=np.float64)
     out = np.zeros((k.shape[0], 2), dtype=np.int64)
     ok = c[:, 2] > 0
     out[ok] = np.rint(Hk // 2 - c[ok, :2]).astype(np.int64)
@@ -200,26 +191,9 @@ def _com_shifts(k, xp):
     return out
 
 
-def _shift_kernels(k, shifts, xp):
-    from .steps.kernel import shift_kernel
-
+def _shift_kernels(k, shifts):
     out = k.copy()
     for b, (dy, dx) in enumerate(shifts):
         if dy or dx:
-            out[b] = shift_kernel(k[b], (int(dy), int(dx)))
+            out[b] = kernel.shift_kernel(k[b], (int(dy), int(dx)))
     return out
-
-
-def _phases(S, shifts, cdt, xp):
-    """(B, F1, F2) spectrum multipliers of circular shifts (``roll``)."""
-    H, Wd = S
-    sh = xp.asarray(shifts)
-    fy = xp.arange(H)[None, :]
-    fx = xp.arange(Wd // 2 + 1)[None, :]
-    u = xp.exp(-2j * np.pi * ((fy * sh[:, :1]) % H) / H)
-    v = xp.exp(-2j * np.pi * ((fx * sh[:, 1:]) % Wd) / Wd)
-    return (u[:, :, None] * v[:, None, :]).astype(cdt)
-
-
-def _host(a):
-    return a.get() if hasattr(a, "get") and not isinstance(a, np.ndarray) else a

@@ -131,8 +131,8 @@ def soft_threshold_normalize(kt, kernel_bias, window, *, temperature=100.0, eps=
 
     Parameters
     ----------
-    kt : (Hf, Wf) real
-        Least-squares kernel on the full FFT grid (kernel at the top-left).
+    kt : (..., Hf, Wf) real
+        Least-squares kernel(s) on the full FFT grid (kernel at the top-left).
     kernel_bias : float
         Threshold fraction (already multiplied by its scale factor).
     window : (int, int)
@@ -140,19 +140,20 @@ def soft_threshold_normalize(kt, kernel_bias, window, *, temperature=100.0, eps=
 
     Returns
     -------
-    k : (Hk, Wk) array
-    m : float (the soft maximum)
+    k : (..., Hk, Wk) array
+    m : float, or (...) array for a stack (the soft maximum)
     """
     xp = backend_for(kt).xp
     Hk, Wk = window
-    mx = kt.max()
-    m = mx + xp.log(xp.exp(temperature * (kt - mx)).sum()) / temperature
-    r = kt[:Hk, :Wk] - kernel_bias * m
+    axes = (-2, -1)  # leading axes, if any, are a stack of kernels
+    mx = kt.max(axis=axes, keepdims=True)
+    m = mx + xp.log(xp.exp(temperature * (kt - mx)).sum(axis=axes, keepdims=True)) / temperature
+    r = kt[..., :Hk, :Wk] - kernel_bias * m
     kp = xp.maximum(r, 0)
     delta = xp.zeros((Hk, Wk), dtype=delta_dtype or kt.dtype)
     delta[Hk // 2, Wk // 2] = eps
-    k = (kp + delta.astype(kt.dtype)) / (kp.sum() + eps)
-    return k, m
+    k = (kp + delta.astype(kt.dtype)) / (kp.sum(axis=axes, keepdims=True) + eps)
+    return k, m[..., 0, 0][()]  # [()]: a scalar again for one kernel
 
 
 def soft_threshold_normalize_vjp(kt, kernel_bias, window, k, m, kbar, *, temperature=100.0, eps=1e-8):
