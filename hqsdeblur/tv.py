@@ -330,7 +330,7 @@ def _latent_image(Y0, D, K, be, grid, *, lam, betas, prior, spatial_diff=False, 
         if spatial_diff:
             x = irfft2(X, grid)
             if intensity:
-                u = xp.where((1 - x) ** 2 > intensity * lam / beta, x, 1.0)
+                u = _white_prior_split(x, intensity * lam / beta, xp)
             g = grad(x, out=g)
             if work is None:
                 work = [xp.empty_like(x) for _ in range(3)]
@@ -346,8 +346,7 @@ def _latent_image(Y0, D, K, be, grid, *, lam, betas, prior, spatial_diff=False, 
             z = _shrink_joint(g, lam, beta, prior, xp, work=work)
             num = (D.conj() * rfft2(z)).sum(axis=0)
             if intensity:
-                x = irfft2(X, grid)
-                num += rfft2(xp.where((1 - x) ** 2 > intensity * lam / beta, x, 1.0))
+                num += rfft2(_white_prior_split(irfft2(X, grid), intensity * lam / beta, xp))
         # X = (KY + beta num) / (K2 + beta D2), on the float views: a
         # complex over a real array is the product with the reciprocal
         # (NumPy's complex division does exactly that for a zero imaginary
@@ -363,6 +362,12 @@ def _latent_image(Y0, D, K, be, grid, *, lam, betas, prior, spatial_diff=False, 
         v *= den[..., None]
         X = num
     return D * X[None]
+
+
+def _white_prior_split(x, t, xp):
+    """The u-step of the white-background L0 prior: ``argmin_u w ||1 - u||_0
+    + beta ||u - x||^2`` is x where ``(1 - x)^2 > w / beta`` (= `t`), else 1."""
+    return xp.where((1 - x) ** 2 > t, x, 1.0)
 
 
 def _real_view(A):
