@@ -34,26 +34,10 @@ cnp.import_array()
 
 from hqsdeblur import _fused_ref as _fr
 
-__all__ = ["fused_feature_update", "fused_soft_shrink", "fused_kernel_ls_sums", "have_openmp"]
+__all__ = ["fused_feature_update", "fused_soft_shrink", "fused_kernel_ls_sums"]
 
 cdef enum:
     TILE = 2048  # values of the frequency/pixel index per work item
-
-
-cdef extern from *:
-    """
-    #ifdef _OPENMP
-    static const int HQS_HAVE_OPENMP = 1;
-    #else
-    static const int HQS_HAVE_OPENMP = 0;
-    #endif
-    """
-    const int HQS_HAVE_OPENMP
-
-
-def have_openmp():
-    """Whether this extension was compiled with OpenMP support."""
-    return bool(HQS_HAVE_OPENMP)
 
 
 # ---------------------------------------------------------------------------
@@ -156,17 +140,11 @@ def _fu(const floating[:, ::1] E, const floating[::1] P, const floating[:, ::1] 
     cdef Py_ssize_t C = E.shape[0], n = K2.shape[0], nt = (n + TILE - 1) // TILE, t, c
     if n == 0 or C == 0:
         return
-    if parallel:
-        for t in prange(nt, nogil=True, schedule="static"):
-            for c in range(C):
-                _fu_span(&E[c, 0], &P[0], &Z[c, 0], &K2[0], zeta[c], &out[c, 0],
-                         t * TILE, _stop(t, n))
-    else:
-        with nogil:
-            for t in range(nt):
-                for c in range(C):
-                    _fu_span(&E[c, 0], &P[0], &Z[c, 0], &K2[0], zeta[c], &out[c, 0],
-                             t * TILE, _stop(t, n))
+    # serial (parallel=False): the caller runs channel groups on threads of its own
+    for t in prange(nt, nogil=True, schedule="static", use_threads_if=parallel):
+        for c in range(C):
+            _fu_span(&E[c, 0], &P[0], &Z[c, 0], &K2[0], zeta[c], &out[c, 0],
+                     t * TILE, _stop(t, n))
 
 
 def _fu_inplace(const floating[:, ::1] E, const floating[::1] P, floating[:, ::1] Z,
@@ -174,30 +152,20 @@ def _fu_inplace(const floating[:, ::1] E, const floating[::1] P, floating[:, ::1
     cdef Py_ssize_t C = E.shape[0], n = K2.shape[0], nt = (n + TILE - 1) // TILE, t, c
     if n == 0 or C == 0:
         return
-    if parallel:
-        for t in prange(nt, nogil=True, schedule="static"):
-            for c in range(C):
-                _fu_span_inplace(&E[c, 0], &P[0], &Z[c, 0], &K2[0], zeta[c], t * TILE, _stop(t, n))
-    else:
-        with nogil:
-            for t in range(nt):
-                for c in range(C):
-                    _fu_span_inplace(&E[c, 0], &P[0], &Z[c, 0], &K2[0], zeta[c], t * TILE, _stop(t, n))
+    # serial (parallel=False): the caller runs channel groups on threads of its own
+    for t in prange(nt, nogil=True, schedule="static", use_threads_if=parallel):
+        for c in range(C):
+            _fu_span_inplace(&E[c, 0], &P[0], &Z[c, 0], &K2[0], zeta[c], t * TILE, _stop(t, n))
 
 
 def _shrink(const floating[:, ::1] g, const floating[::1] b, floating[:, ::1] out, bint parallel):
     cdef Py_ssize_t C = g.shape[0], n = g.shape[1], nt = (n + TILE - 1) // TILE, t, c
     if n == 0 or C == 0:
         return
-    if parallel:
-        for t in prange(nt, nogil=True, schedule="static"):
-            for c in range(C):
-                _shrink_span(&g[c, 0], b[c], &out[c, 0], t * TILE, _stop(t, n))
-    else:
-        with nogil:
-            for t in range(nt):
-                for c in range(C):
-                    _shrink_span(&g[c, 0], b[c], &out[c, 0], t * TILE, _stop(t, n))
+    # serial (parallel=False): the caller runs channel groups on threads of its own
+    for t in prange(nt, nogil=True, schedule="static", use_threads_if=parallel):
+        for c in range(C):
+            _shrink_span(&g[c, 0], b[c], &out[c, 0], t * TILE, _stop(t, n))
 
 
 def _shrink2(const floating[:, ::1] g, const floating[::1] b, const floating[::1] b2,
@@ -205,15 +173,10 @@ def _shrink2(const floating[:, ::1] g, const floating[::1] b, const floating[::1
     cdef Py_ssize_t C = g.shape[0], n = g.shape[1], nt = (n + TILE - 1) // TILE, t, c
     if n == 0 or C == 0:
         return
-    if parallel:
-        for t in prange(nt, nogil=True, schedule="static"):
-            for c in range(C):
-                _shrink2_span(&g[c, 0], b[c], b2[c], &out[c, 0], &out2[c, 0], t * TILE, _stop(t, n))
-    else:
-        with nogil:
-            for t in range(nt):
-                for c in range(C):
-                    _shrink2_span(&g[c, 0], b[c], b2[c], &out[c, 0], &out2[c, 0], t * TILE, _stop(t, n))
+    # serial (parallel=False): the caller runs channel groups on threads of its own
+    for t in prange(nt, nogil=True, schedule="static", use_threads_if=parallel):
+        for c in range(C):
+            _shrink2_span(&g[c, 0], b[c], b2[c], &out[c, 0], &out2[c, 0], t * TILE, _stop(t, n))
 
 
 def _kls(const floating[:, ::1] Z, const floating[:, ::1] E, floating[::1] num, floating[::1] sq,
@@ -221,15 +184,10 @@ def _kls(const floating[:, ::1] Z, const floating[:, ::1] E, floating[::1] num, 
     cdef Py_ssize_t C = Z.shape[0], n = sq.shape[0], nt = (n + TILE - 1) // TILE, t, c
     if n == 0 or C == 0:
         return
-    if parallel:
-        for t in prange(nt, nogil=True, schedule="static"):
-            for c in range(C):
-                _kls_span(&Z[c, 0], &E[c, 0], &num[0], &sq[0], t * TILE, _stop(t, n))
-    else:
-        with nogil:
-            for t in range(nt):
-                for c in range(C):
-                    _kls_span(&Z[c, 0], &E[c, 0], &num[0], &sq[0], t * TILE, _stop(t, n))
+    # serial (parallel=False): the caller runs channel groups on threads of its own
+    for t in prange(nt, nogil=True, schedule="static", use_threads_if=parallel):
+        for c in range(C):
+            _kls_span(&Z[c, 0], &E[c, 0], &num[0], &sq[0], t * TILE, _stop(t, n))
 
 
 # ---------------------------------------------------------------------------
