@@ -55,6 +55,24 @@ class UnrolledConfig:
         Kernel window (odd).
     image_channels : int
         1 (gray) or 3 (colour).
+    cascade : {'learned', 'identity'}
+        'learned' (published): layer l's features come from the cascade of
+        filters ``w0 .. w_{L-1-l}``. 'identity': the layers after the first
+        are the identity, so every layer uses the ``w0`` features (one
+        spectrum, no composition, no ``w1..`` parameters) - the classical
+        HQS, where the filters are fixed and only the schedule varies, and
+        cheap enough for hundreds of layers.
+    kernel_layers : tuple of int, optional
+        Layers that end with a kernel step (default: all). The others keep
+        the kernel, as the classical mode's inner (latent-only) iterations.
+    kernel_rule : {'softmax', 'clean'}
+        Kernel constraint: the published soft-maximum threshold
+        (``kernel_bias``) or the classical cleaning
+        (:func:`hqsdeblur.steps.kernel.clean_normalize`, with
+        `clean_threshold` and `clean_min_component`).
+    kernel_prior : {'prox', 'ridge'}
+        Kernel least squares pulled towards the previous kernel (published)
+        or towards 0 (ridge, the classical mode's).
     """
 
     channels: int = 16
@@ -67,16 +85,51 @@ class UnrolledConfig:
     temperature: float = 100.0
     eps: float = 1e-8
     fft_multiple: int = 64
+    cascade: str = "learned"
+    kernel_layers: tuple | None = None
+    kernel_rule: str = "softmax"
+    kernel_prior: str = "prox"
+    clean_threshold: float = 0.05
+    clean_min_component: float = 0.02
+
+    def __post_init__(self):
+        for name, allowed in (("cascade", ("learned", "identity")), ("kernel_rule", ("softmax", "clean")),
+                              ("kernel_prior", ("prox", "ridge"))):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")
+        if self.kernel_layers is not None:
+            kl = tuple(sorted({int(t) for t in self.kernel_layers}))
+            if kl and not (0 <= kl[0] and kl[-1] < self.layers):
+                raise ValueError(f"kernel_layers must lie in 0..{self.layers - 1}")
+            object.__setattr__(self, "kernel_layers", kl)  # JSON gives a list
+        object.__setattr__(self, "_kset", None if self.kernel_layers is None else frozenset(self.kernel_layers))
 
     def to_dict(self):
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        if d["kernel_layers"] is not None:
+            d["kernel_layers"] = list(d["kernel_layers"])
+        return d
+
+    def kernel_step(self, t):
+        """Whether layer `t` ends with a kernel step."""
+        return self._kset is None or t in self._kset
+
+    def feature_index(self, t):
+        """Which effective filter layer `t` reads: the published network
+        consumes the cascade outputs in reverse order; an identity cascade
+        has one."""
+        return 0 if self.cascade == "identity" else self.layers - 1 - t
+
+    @property
+    def n_filter_layers(self):
+        return 1 if self.cascade == "identity" else self.layers
 
 
 def param_shapes(cfg: UnrolledConfig) -> dict:
     """Shape of every parameter array of a configuration."""
     C, L, K = cfg.channels, cfg.layers, cfg.filter_size
     shapes = {"w0": (C, cfg.image_channels, K, K)}
-    for l in range(1, L):
+    for l in range(1, cfg.n_filter_layers):
         shapes[f"w{l}"] = (C, C, K, K)
     shapes.update(bias=(L + 2, C), kernel_bias=(L,), kernel_prox=(L,), zeta=(L, C), eta=(C,))
     return shapes
@@ -119,7 +172,7 @@ def init_params(cfg: UnrolledConfig, *, seed=0, init="xavier", dtype=np.float64)
             d[i, :, c, c - 1] += max(-dx, 0)
             d[i, :, c + 1, c] += abs(dy) * (1 - abs(dx))
         p["w0"] = d / cfg.image_channels
-        for l in range(1, L):
+        for l in range(1, cfg.n_filter_layers):
             eye = np.zeros((C, C, K, K))
             eye[np.arange(C), np.arange(C), c, c] = 1.0
             p[f"w{l}"] = eye + 0.01 * rng.standard_normal((C, C, K, K))
@@ -194,7 +247,7 @@ class UnrolledModel:
         """The effective first layer A0 (mean removed) and the cascade weights."""
         p = self._p(xp, dtype)
         A0 = p["w0"] - p["w0"].mean(axis=(-2, -1), keepdims=True)
-        ws = [filters.flip(A0)] + [p[f"w{l}"] for l in range(1, self.config.layers)]
+        ws = [filters.flip(A0)] + [p[f"w{l}"] for l in range(1, self.config.n_filter_layers)]
         return A0, ws
 
     # --------------------------------------------------------------- forward
@@ -301,14 +354,14 @@ class UnrolledModel:
                 T.eff, T.Yg = eff, Yg
 
         k = _initial_kernel(k0, Hk, xp, dtype)
-        u0 = fourier.roll(be.irfft2(Yspec[L - 1], s=S), (-h, -h))
+        u0 = fourier.roll(be.irfft2(Yspec[-1], s=S), (-h, -h))
         z = shrink.soft_shrink(u0, p["bias"][0])
         Z = be.rfft2(z)
         if T is not None:
             T.u0 = u0
         G = g = None
         for t in range(L):
-            Y = Yspec[L - 1 - t]
+            Y = Yspec[cfg.feature_index(t)]
             K = fourier.psf2otf(k, S, centre=(0, 0))
             zeta = cfg.prox_scale * p["zeta"][t]
             Zprev = Z
@@ -316,17 +369,16 @@ class UnrolledModel:
             g = be.irfft2(G, s=S)
             z = shrink.soft_shrink(g, p["bias"][t + 1])
             Z = be.rfft2(z)
+            if not cfg.kernel_step(t):
+                if T is not None:
+                    T.layers.append(dict(step=False, Zprev=Zprev, K=K, zeta=zeta, G=G, g=g, k=k))
+                continue
             rho = p["kernel_prox"][t]
-            Kt = kernel.kernel_ls(Z, Y, K, rho)
+            Kt = kernel.kernel_ls(Z, Y, K if cfg.kernel_prior == "prox" else None, rho)
             kt = be.irfft2(Kt, s=S)
-            kprev = k
-            k, m = kernel.soft_threshold_normalize(
-                kt, cfg.kernel_bias_scale * p["kernel_bias"][t], (Hk, Wk),
-                temperature=cfg.temperature, eps=cfg.eps,
-                delta_dtype=np.float32 if exact else None,
-            )
+            k, m = _kernel_constraint(cfg, kt, p["kernel_bias"][t], exact)
             if T is not None:
-                T.layers.append(dict(Zprev=Zprev, K=K, zeta=zeta, G=G, g=g, Z=Z, rho=rho, Kt=Kt, kt=kt, k=k, m=m, kprev=kprev))
+                T.layers.append(dict(step=True, Zprev=Zprev, K=K, zeta=zeta, G=G, g=g, Z=Z, rho=rho, Kt=Kt, kt=kt, k=k, m=m))
 
         shift = (0, 0)
         if recenter:
@@ -376,15 +428,15 @@ class UnrolledModel:
         eff = filters.compose_cascade(ws)
         cdt = np.result_type(dtype, np.complex64)
         F1, F2 = S[0], S[1] // 2 + 1
-        big = L * C * F1 * F2 * np.dtype(cdt).itemsize > _SPECTRA_CACHE_BYTES
-        out = dict(eff=eff, E=None if big else [None] * L)
+        big = len(eff) * C * F1 * F2 * np.dtype(cdt).itemsize > _SPECTRA_CACHE_BYTES
+        out = dict(eff=eff, E=None if big else [None] * len(eff))
         if not big:
             for l, e in enumerate(eff):
                 out["E"][l] = _small_otf(e[:, 0], S, (e.shape[-1] // 2,) * 2, sign=+1, dtype=cdt)
         # the initial features are read with a (-h, -h) circular shift: fold
         # it into their filter spectra as a phase ramp
         ramp = _phase(S, (-h, -h), cdt)
-        Einit = (out["E"][L - 1] if not big else _small_otf(eff[L - 1][:, 0], S, (eff[L - 1].shape[-1] // 2,) * 2, sign=+1, dtype=cdt))
+        Einit = (out["E"][-1] if not big else _small_otf(eff[-1][:, 0], S, (eff[-1].shape[-1] // 2,) * 2, sign=+1, dtype=cdt))
         out["Einit"] = Einit * ramp
         W = _small_otf(A0[:, 0], S, (cfg.filter_size // 2,) * 2, sign=-1, dtype=cdt)
         eta = (cfg.prox_scale * p["eta"]).astype(dtype)
@@ -474,7 +526,7 @@ class UnrolledModel:
                     u = _irfft2_overwrite(np.multiply(sp["Einit"][c], Yg), S, fw)
                 Z[c] = rfft2(shrink_into(u, p["bias"][0][c], bb.tmpr), workers=fw)
 
-        def layer_fused(gi, El, P, K2, zeta, bt, last):
+        def layer_fused(gi, El, P, K2, zeta, bt, last, sums):
             # the same steps as `layer`, each one pass: G overwrites Z_c,
             # sqsum is sum_c |Z_c|^2 (not interleaved)
             bb = bufs[gi]
@@ -490,14 +542,15 @@ class UnrolledModel:
                 else:
                     fk.fused_soft_shrink(g, bt[c], bb.tmpr, parallel=False)
                 Zc = Z[c] = rfft2(bb.tmpr, workers=fw)
-                fk.fused_kernel_ls_sums(Zc, El[c], num, sqsum, parallel=False)
+                if sums:
+                    fk.fused_kernel_ls_sums(Zc, El[c], num, sqsum, parallel=False)
                 if last:
                     B += sp["Wc"][c] * Gc
                     if return_state:
                         Gf[c] = Gc
             return num, sqsum, B
 
-        def layer(gi, El, P, K2, zeta, bt, last):
+        def layer(gi, El, P, K2, zeta, bt, last, sums):
             bb = bufs[gi]
             buf, d, dc, sq = bb.buf, bb.d, bb.dc, bb.sq
             num = np.zeros((F1, F2), cdt)
@@ -517,14 +570,15 @@ class UnrolledModel:
                 g = irfft2(buf, s=S, workers=fw, overwrite_x=True)
                 Zc = rfft2(shrink_into(g, bt[c], bb.tmpr), workers=fw)
                 Z[c] = Zc
-                # kernel LS sums: conj(Z) E (times Yg later) and |Z|^2
-                # (interleaved re/im) over the channels
-                np.conj(Zc, out=buf)
-                buf *= El[c]
-                num += buf
-                v = Zc.view(dtype)
-                np.multiply(v, v, out=sq)
-                sqsum += sq
+                if sums:
+                    # kernel LS sums: conj(Z) E (times Yg later) and |Z|^2
+                    # (interleaved re/im) over the channels
+                    np.conj(Zc, out=buf)
+                    buf *= El[c]
+                    num += buf
+                    v = Zc.view(dtype)
+                    np.multiply(v, v, out=sq)
+                    sqsum += sq
                 if last:
                     # final features: their reconstruction term does not
                     # depend on the final kernel (only on the re-centring phase)
@@ -551,36 +605,38 @@ class UnrolledModel:
             run(init)
             k = _initial_kernel(k0, Hk, np, dtype)
             for t in range(L):
-                El = E(L - 1 - t)
+                El = E(cfg.feature_index(t))
                 K = _kernel_otf(k, S, wk)
                 K2 = K.real * K.real
                 K2 += K.imag * K.imag
                 zeta = (cfg.prox_scale * p["zeta"][t]).astype(dtype)
                 last = t == L - 1
-                parts = run(layer if fk is None else layer_fused, El, np.conj(K) * Yg, K2, zeta, p["bias"][t + 1], last)
+                step = cfg.kernel_step(t)
+                parts = run(layer if fk is None else layer_fused, El, np.conj(K) * Yg, K2, zeta, p["bias"][t + 1], last, step)
+                if last:
+                    B = parts[0][2]
+                    for q in parts[1:]:
+                        B += q[2]
+                if not step:
+                    continue
                 num = parts[0][0]
                 sqsum = parts[0][1]
                 for q in parts[1:]:
                     num += q[0]
                     sqsum += q[1]
-                if last:
-                    B = parts[0][2]
-                    for q in parts[1:]:
-                        B += q[2]
                 # kernel least squares Kt = (rho sum conj(Z) Y + K) / (rho sum |Z|^2 + 1)
                 rho = p["kernel_prox"][t]
                 den = sqsum if fk is not None else sqsum[:, 0::2] + sqsum[:, 1::2]
                 num *= Yg
                 num *= rho
-                num += K
+                if cfg.kernel_prior == "prox":
+                    num += K
                 den *= rho
                 den += 1
                 np.reciprocal(den, out=den)
                 num *= den.astype(cdt)
                 kt = irfft2(num, s=S, workers=wk, overwrite_x=True) if fk is None else _irfft2_overwrite(num, S, wk)
-                k, _ = kernel.soft_threshold_normalize(
-                    kt, cfg.kernel_bias_scale * p["kernel_bias"][t], (Hk, Wk), temperature=cfg.temperature, eps=cfg.eps
-                )
+                k, _ = _kernel_constraint(cfg, kt, p["kernel_bias"][t])
         finally:
             if pool is not None:
                 pool.shutdown()
@@ -660,41 +716,52 @@ class UnrolledModel:
         grads["bias"][L + 1] += b_bar
 
         # --- unrolled iterations, in reverse
-        Ybars = [None] * L
+        Ybars = [None] * len(T.Yspec)
+
+        def add_y(li, v):
+            Ybars[li] = v if Ybars[li] is None else Ybars[li] + v
+
         Zbar = None
         for t in range(L - 1, -1, -1):
             r = T.layers[t]
-            li = L - 1 - t
+            li = cfg.feature_index(t)
             Y = T.Yspec[li]
-            # kernel constraint
-            kt_bar, kb_bar = kernel.soft_threshold_normalize_vjp(
-                r["kt"], cfg.kernel_bias_scale * p["kernel_bias"][t], (Hk, Hk), r["k"], r["m"], k_bar,
-                temperature=cfg.temperature, eps=cfg.eps,
-            )
-            grads["kernel_bias"][t] += cfg.kernel_bias_scale * kb_bar
-            Ktbar = be.rfft2(kt_bar)
-            Zb, Yb, Kb_prev, rho_bar = kernel.kernel_ls_vjp(r["Z"], Y, r["K"], r["rho"], r["Kt"], Ktbar, S)
-            grads["kernel_prox"][t] += rho_bar
-            if Zbar is not None:
-                Zb = Zb + Zbar
-            # shrinkage
-            z_bar = be.irfft2(Zb, s=S)
-            gb, b_bar = shrink.soft_shrink_vjp(r["g"], p["bias"][t + 1], z_bar)
-            grads["bias"][t + 1] += b_bar
+            Zb, K_bar = Zbar, None
+            if r["step"]:
+                # kernel constraint, then the kernel least squares
+                kt_bar = _kernel_constraint_vjp(cfg, r, p["kernel_bias"][t], k_bar, grads, t)
+                Ktbar = be.rfft2(kt_bar)
+                prox = cfg.kernel_prior == "prox"
+                Zb2, Yb, Kb_prev, rho_bar = kernel.kernel_ls_vjp(r["Z"], Y, r["K"] if prox else None, r["rho"], r["Kt"], Ktbar, S)
+                grads["kernel_prox"][t] += rho_bar
+                Zb = Zb2 if Zb is None else Zb + Zb2
+                add_y(li, Yb)
+                K_bar = Kb_prev if prox else None
+                k_carry = None
+            else:
+                k_carry = k_bar  # k_t = k_{t-1}
+            # shrinkage (Z_t is unused when no later step reads it)
+            gb = None
+            if Zb is not None:
+                z_bar = be.irfft2(Zb, s=S)
+                gb, b_bar = shrink.soft_shrink_vjp(r["g"], p["bias"][t + 1], z_bar)
+                grads["bias"][t + 1] += b_bar
             if g_bar is not None:
-                gb = gb + g_bar
+                gb = g_bar if gb is None else gb + g_bar
                 g_bar = None
             Gbar = be.rfft2(gb)
             Yb2, Zbar, Kb2, zeta_bar = features.feature_update_vjp(Y, r["Zprev"], r["K"], r["zeta"], r["G"], Gbar, S)
             grads["zeta"][t] += cfg.prox_scale * zeta_bar
-            Ybars[li] = Yb + Yb2
-            K_bar = Kb_prev + Kb2
+            add_y(li, Yb2)
+            K_bar = Kb2 if K_bar is None else K_bar + Kb2
             k_bar = fourier.psf2otf_adjoint(K_bar, (Hk, Hk), S, centre=(0, 0))  # cotangent of k_{t-1}
+            if k_carry is not None:
+                k_bar = k_bar + k_carry
 
         # --- initial z
         u_bar, b_bar = shrink.soft_shrink_vjp(T.u0, p["bias"][0], be.irfft2(Zbar, s=S))
         grads["bias"][0] += b_bar
-        Ybars[L - 1] = Ybars[L - 1] + be.rfft2(fourier.roll_adjoint(u_bar, (-h, -h)))
+        add_y(len(Ybars) - 1, be.rfft2(fourier.roll_adjoint(u_bar, (-h, -h))))
 
         # --- features
         if T.outs is not None:
@@ -710,10 +777,32 @@ class UnrolledModel:
                 ebars.append(filters.flip(fourier.psf2otf_adjoint(Eb, e.shape[-2:], S, centre=(r_, r_))))
             wbars = _compose_cascade_vjp(T.ws, T.eff, ebars, xp)
         A0bar = A0bar + filters.flip(wbars[0])
-        for l in range(1, L):
+        for l in range(1, len(T.ws)):
             grads[f"w{l}"] += wbars[l]
         grads["w0"] += A0bar - A0bar.mean(axis=(-2, -1), keepdims=True)
         return grads
+
+
+def _kernel_constraint(cfg, kt, kernel_bias, exact=False):
+    """The configured kernel constraint on the least-squares kernel `kt`:
+    ``(k, state for the VJP)``."""
+    window = (cfg.kernel_size, cfg.kernel_size)
+    if cfg.kernel_rule == "clean":
+        return kernel.clean_normalize(kt, window, threshold=cfg.clean_threshold, min_component=cfg.clean_min_component)
+    return kernel.soft_threshold_normalize(kt, cfg.kernel_bias_scale * kernel_bias, window, temperature=cfg.temperature,
+                                           eps=cfg.eps, delta_dtype=np.float32 if exact else None)
+
+
+def _kernel_constraint_vjp(cfg, r, kernel_bias, kbar, grads, t):
+    """VJP of :func:`_kernel_constraint` (layer record `r`): the cotangent of
+    kt; the kernel-bias gradient goes into `grads`."""
+    window = (cfg.kernel_size, cfg.kernel_size)
+    if cfg.kernel_rule == "clean":
+        return kernel.clean_normalize_vjp(r["kt"], window, r["m"], kbar)
+    kt_bar, kb_bar = kernel.soft_threshold_normalize_vjp(r["kt"], cfg.kernel_bias_scale * kernel_bias, window, r["k"],
+                                                         r["m"], kbar, temperature=cfg.temperature, eps=cfg.eps)
+    grads["kernel_bias"][t] += cfg.kernel_bias_scale * kb_bar
+    return kt_bar
 
 
 def _compose_cascade_vjp(ws, eff, ebars, xp):

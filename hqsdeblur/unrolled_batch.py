@@ -141,7 +141,7 @@ def _forward_stack(model, y, dtype, be, k0, border):
         k = k0
     Bsum = None
     for t in range(L):
-        El = sp["E"][L - 1 - t][None]  # (1, C, F1, F2)
+        El = sp["E"][cfg.feature_index(t)][None]  # (1, C, F1, F2)
         K = be.rfft2(k, s=S)  # kernel at the top-left corner, as the fast path
         K2 = K.real * K.real + K.imag * K.imag
         zeta = per_channel(cfg.prox_scale * p["zeta"][t])
@@ -156,13 +156,24 @@ def _forward_stack(model, y, dtype, be, k0, border):
             Gf = be.rfft2(_shrink(g, per_channel(p["bias"][L + 1]), xp))
             Bsum = (sp["Wc"][None] * Gf).sum(axis=1)
         del G, g
-        # kernel least squares Kt = (rho sum conj(Z) Y + K) / (rho sum |Z|^2 + 1)
+        if not cfg.kernel_step(t):
+            continue
+        # kernel least squares Kt = (rho sum conj(Z) Y + P) / (rho sum |Z|^2 + 1),
+        # P = K (prox) or 0 (ridge)
         num = (xp.conj(Z) * El).sum(axis=1)
         sq = (Z.real * Z.real + Z.imag * Z.imag).sum(axis=1)
         rho = float(p["kernel_prox"][t])
-        kt = be.irfft2((rho * num * Yg + K) / (rho * sq + 1), s=S)
-        k, _ = kernel.soft_threshold_normalize(kt, cfg.kernel_bias_scale * p["kernel_bias"][t], (Hk, Hk),
-                                               temperature=cfg.temperature, eps=cfg.eps)
+        num = rho * num * Yg
+        if cfg.kernel_prior == "prox":
+            num += K
+        kt = be.irfft2(num / (rho * sq + 1), s=S)
+        if cfg.kernel_rule == "clean":
+            # connected components: one small kernel at a time
+            k = xp.stack([kernel.clean_normalize(kt[b], (Hk, Hk), threshold=cfg.clean_threshold,
+                                                 min_component=cfg.clean_min_component)[0] for b in range(B)])
+        else:
+            k, _ = kernel.soft_threshold_normalize(kt, cfg.kernel_bias_scale * p["kernel_bias"][t], (Hk, Hk),
+                                                   temperature=cfg.temperature, eps=cfg.eps)
     # re-centre every kernel (one host transfer for all shifts)
     shifts = _com_shifts(k, xp)
     k = _shift_kernels(k, shifts)

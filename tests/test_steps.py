@@ -325,3 +325,29 @@ def test_shrink_any_trailing_shape_on_every_backend(be):
     assert np.allclose(to_numpy(shrink.soft_shrink(x, b)), ref)
     xb, bb = shrink.soft_shrink_vjp(x, b, x)
     assert xb.shape == x.shape and bb.shape == (2,)
+
+
+def test_clean_normalize_and_vjp(be):
+    """The classical cleaning rule: cut below 5 % of the maximum, drop small
+    components, normalise, re-centre; its VJP against central differences."""
+    xp = be.xp
+    rng = np.random.default_rng(11)
+    grid, win = (20, 18), (9, 9)
+    kt = rng.uniform(-0.01, 0.002, grid)  # noise: negative or below the cut
+    kt[1:4, 2:6] = rng.uniform(0.2, 1.0, (3, 4))  # the kernel, off-centre
+    kt[7, 7] = 0.03  # an isolated speck above the cut: < 2 % of the mass
+    k, info = kernel.clean_normalize(xp.asarray(kt), win)
+    k = to_numpy(k)
+    assert abs(k.sum() - 1) < 1e-12 and k.min() >= 0
+    assert np.count_nonzero(k) == 12  # the 3 x 4 block only
+    cy, cx = (np.indices(win) * k).sum(axis=(1, 2))
+    assert abs(cy - 4) <= 0.5 and abs(cx - 4) <= 0.5  # centred
+    kbar = rng.standard_normal(win)
+    ktb = to_numpy(kernel.clean_normalize_vjp(xp.asarray(kt), win, info, xp.asarray(kbar)))
+    assert np.count_nonzero(ktb) == 12
+    L = lambda a: float((to_numpy(kernel.clean_normalize(xp.asarray(a), win)[0]) * kbar).sum())
+    fd_check(L, kt, ktb, h=1e-7)
+    # nothing positive: the delta, and no gradient
+    k0, info0 = kernel.clean_normalize(xp.asarray(-np.abs(kt)), win)
+    assert to_numpy(k0)[4, 4] == 1 and to_numpy(k0).sum() == 1
+    assert not to_numpy(kernel.clean_normalize_vjp(xp.asarray(kt), win, info0, xp.asarray(kbar))).any()

@@ -6,6 +6,7 @@ from scipy.ndimage import convolve, gaussian_filter
 
 from hqsdeblur.backend import to_numpy, use_backend
 from hqsdeblur.train import make_model
+from hqsdeblur.unrolled import UnrolledConfig, UnrolledModel, init_params
 from hqsdeblur.unrolled_batch import forward_batch
 
 
@@ -20,9 +21,16 @@ def _stack(n=3, shape=(70, 86), seed=0):
     return np.stack(out)
 
 
-@pytest.fixture(scope="module")
-def model():
-    return make_model(channels=4, layers=3, kernel_size=15, init="xavier", seed=3)
+@pytest.fixture(scope="module", params=["published", "hqs"])
+def model(request):
+    if request.param == "published":
+        return make_model(channels=4, layers=3, kernel_size=15, init="xavier", seed=3)
+    # identity cascade, kernel steps on some layers, cleaning rule, ridge prior
+    cfg = UnrolledConfig(channels=2, layers=4, kernel_size=15, cascade="identity", kernel_layers=(1, 3),
+                         kernel_rule="clean", kernel_prior="ridge")
+    p = init_params(cfg, init="tv")
+    p["kernel_prox"][:] = 0.5
+    return UnrolledModel(cfg, p)
 
 
 @pytest.mark.parametrize("border", ["smooth", "wrap"])

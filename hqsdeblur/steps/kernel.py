@@ -13,7 +13,10 @@ Constraints ``k >= 0, sum k = 1`` on the kernel window, two variants:
 
 * :func:`project_simplex` - the exact Euclidean projection (sort based);
 * :func:`soft_threshold_normalize` - the published network's rule: subtract a
-  learned fraction of a log-sum-exp soft maximum, ReLU, normalise.
+  learned fraction of a log-sum-exp soft maximum, ReLU, normalise;
+* :func:`clean_normalize` - the classical mode's rule (clip, cut below a
+  fraction of the maximum, drop small connected components, normalise,
+  re-centre) as a network step: its Jacobian is a mask.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ __all__ = [
     "project_simplex_vjp",
     "soft_threshold_normalize",
     "soft_threshold_normalize_vjp",
+    "clean_normalize",
+    "clean_normalize_vjp",
     "center_of_mass_shift",
     "shift_kernel",
     "shift_kernel_adjoint",
@@ -172,6 +177,95 @@ def soft_threshold_normalize_vjp(kt, kernel_bias, window, k, m, kbar, *, tempera
     kt_bar = m_bar * p
     kt_bar[:Hk, :Wk] += r_bar
     return kt_bar, b_bar
+
+
+# --- the classical mode's cleaning rule ---------------------------------------
+
+
+def clean_normalize(kt, window, *, threshold=0.05, min_component=0.02):
+    """The classical kernel constraint (``tv``'s cleaning) as a network step.
+
+    ``v = max(kt[window], 0)``; entries below ``threshold * max(v)`` and
+    8-connected components holding less than ``min_component`` of the mass
+    are set to 0; the rest is normalised to sum 1 and its centre of mass
+    moved to the window centre. A kernel with no positive entry becomes the
+    delta. The kept set and the shift are piecewise constant in `kt`, so the
+    Jacobian is the normalisation's, restricted to the kept entries
+    (:func:`clean_normalize_vjp`): unlike the soft-maximum rule there is no
+    learned threshold, and the cut cannot drift to a value that empties or
+    floods the kernel.
+
+    Parameters
+    ----------
+    kt : (Hf, Wf) real
+        Least-squares kernel on the full FFT grid (kernel at the top-left).
+    window : (int, int)
+        Kernel window (Hk, Wk), cropped from the top-left.
+    threshold, min_component : float
+        Relative cut and smallest kept component mass (``tv``'s defaults).
+
+    Returns
+    -------
+    k : (Hk, Wk) array
+        Non-negative, sums to 1, centre of mass at the centre.
+    info : tuple
+        What :func:`clean_normalize_vjp` needs.
+
+    Examples
+    --------
+    >>> kt = np.zeros((16, 16)); kt[1, 1:4] = [1.0, 2.0, 1.0]; kt[4, 4] = 0.04; kt[0, 0] = -1
+    >>> k, _ = clean_normalize(kt, (5, 5))
+    >>> k[2, 1:4]  # the isolated 1 % speck and the negative entry are gone
+    array([0.25, 0.5 , 0.25])
+    """
+    xp = backend_for(kt).xp
+    Hk, Wk = window
+    v = xp.maximum(kt[:Hk, :Wk], 0)
+    mx = float(v.max())
+    if not mx > 0:
+        k = xp.zeros((Hk, Wk), dtype=kt.dtype)
+        k[Hk // 2, Wk // 2] = 1
+        return k, None
+    keep = (v >= threshold * mx) & (v > 0)
+    if min_component > 0:
+        keep = _large_components(v, keep, min_component, xp)
+    kp = xp.where(keep, v, 0)
+    s = kp.sum()
+    k0 = kp / s
+    shift = center_of_mass_shift(k0)
+    return shift_kernel(k0, shift), (keep, s, k0, shift)
+
+
+def _large_components(v, keep, min_component, xp):
+    """`keep` without the 8-connected components of less than `min_component`
+    of the kept mass (labelled on the host: the window is small)."""
+    from scipy import ndimage
+
+    from ..backend import to_numpy
+
+    kh = np.asarray(to_numpy(keep))
+    lab, n = ndimage.label(kh, structure=np.ones((3, 3)))
+    if n <= 1:
+        return keep
+    vh = np.asarray(to_numpy(v), dtype=np.float64)
+    mass = ndimage.sum(vh, lab, index=np.arange(1, n + 1))
+    small = np.flatnonzero(mass < min_component * mass.sum()) + 1
+    return xp.asarray(kh & ~np.isin(lab, small))
+
+
+def clean_normalize_vjp(kt, window, info, kbar):
+    """VJP of :func:`clean_normalize` at `kt`: the cotangent of `kt` (full
+    grid), non-zero only on the kept entries."""
+    xp = backend_for(kt).xp
+    Hk, Wk = window
+    out = xp.zeros_like(kt)
+    if info is None:  # the delta fallback does not depend on kt
+        return out
+    keep, s, k0, shift = info
+    if shift != (0, 0):
+        kbar = shift_kernel_adjoint(kbar, shift, k0)
+    out[:Hk, :Wk] = xp.where(keep, (kbar - (kbar * k0).sum()) / s, 0)
+    return out
 
 
 # --- centring ------------------------------------------------------------------
