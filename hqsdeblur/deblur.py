@@ -278,7 +278,10 @@ def unrolled_deblur(img, *, model=None, kernel_size=None, exact=False, colour="n
     (``benchmarks/eval_all.py``, methods ``ours_c2f`` and ``ours``), and
     kernels larger than the model's window are estimated at full resolution.
     Without it the network runs once (on a downscaled copy when the kernel
-    exceeds its window).
+    exceeds its window). A model whose metadata says
+    ``final_image='nonblind'`` (a schedule network,
+    :mod:`hqsdeblur.schedule`) estimates the kernel only: the image is the
+    non-blind hyper-Laplacian deconvolution with it.
 
     Returns the image (not clipped) and the kernel (numpy arrays).
     """
@@ -301,14 +304,26 @@ def unrolled_deblur(img, *, model=None, kernel_size=None, exact=False, colour="n
 
         check_kernel_size(ks, lum.shape)
         joint_state = not gray and colour != "nonblind"
-        out = unrolled_coarse_to_fine(model, lum, kernel_size=ks, coarsest=coarsest, dtype=dtype, return_state=joint_state)
+        nb_final = model.meta.get("final_image") == "nonblind"
+        source, weight = lum, None
+        if nb_final:
+            # a kernel estimator like the classical mode's: its noise rules too
+            from .tv import noise_rules
+
+            _, _, source, weight = noise_rules(np.asarray(lum))
+        out = unrolled_coarse_to_fine(model, source, kernel_size=ks, coarsest=coarsest, dtype=dtype,
+                                      return_state=joint_state)
         k = np.asarray(to_numpy(out[1]))
+        if gray and nb_final:
+            from .nonblind import deconvolve
+
+            return deconvolve(img, k, weight=weight), k
         if gray:
             return to_numpy(out[0]), k
         if colour == "nonblind":
             from .nonblind import deconvolve
 
-            return deconvolve(img, k, channel_axis=-1), k
+            return deconvolve(img, k, channel_axis=-1, weight=weight), k
         chans = xp.asarray(np.moveaxis(img, -1, 0), dtype=dtype)
         return np.moveaxis(to_numpy(reconstruct_channels(out[2], chans, joint=colour == "joint")), 0, -1), k
     scale = 1.0
@@ -331,6 +346,11 @@ def unrolled_deblur(img, *, model=None, kernel_size=None, exact=False, colour="n
     y = xp.asarray(lum, dtype=dtype)
     if gray:
         x, k = model.forward(y, exact=exact)
+        if model.meta.get("final_image") == "nonblind":
+            from .nonblind import deconvolve
+
+            k = to_numpy(k)
+            return deconvolve(img, k), k
         return to_numpy(x), to_numpy(k)
     x_l, k, state = model.forward(y, exact=exact, return_state=True)
     k = to_numpy(k)

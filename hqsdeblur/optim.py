@@ -146,6 +146,13 @@ class Adam:
     weight_decay : float
     constrain : bool
         Project onto the constraints (:func:`project`) after every step.
+    log_scale : sequence of str
+        Groups updated in log space (non-negative ones whose entries span
+        orders of magnitude, e.g. the thresholds ``lam / beta`` of a
+        continuation schedule, 1e-5 .. 1e-2): Adam runs on the gradient with
+        respect to ``log p`` (``g * p``) and the step multiplies ``p`` by
+        ``exp(-step)``, so every entry moves by a relative amount and keeps
+        its sign; zeros stay zero.
 
     Example
     -------
@@ -157,12 +164,13 @@ class Adam:
     """
 
     def __init__(self, params, *, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
-                 constrain=True):
+                 constrain=True, log_scale=()):
         self.lr = float(lr)
         self.beta1, self.beta2 = (float(b) for b in betas)
         self.eps = float(eps)
         self.weight_decay = float(weight_decay)
         self.constrain = bool(constrain)
+        self.log_scale = frozenset(log_scale)
         self.m = {k: np.zeros(np.shape(v)) for k, v in params.items()}
         self.v = {k: np.zeros(np.shape(v)) for k, v in params.items()}
         self.t = 0
@@ -178,12 +186,19 @@ class Adam:
             g = np.asarray(grads[k], dtype=np.float64)
             if self.weight_decay and is_filter(k):
                 g = g + self.weight_decay * p
+            log = k in self.log_scale
+            if log:
+                g = g * p  # d loss / d log p
             m, v = self.m[k], self.v[k]
             m *= b1
             m += (1.0 - b1) * g
             v *= b2
             v += (1.0 - b2) * g * g
-            p -= lr * (m / c1) / (np.sqrt(v / c2) + self.eps)
+            d = lr * (m / c1) / (np.sqrt(v / c2) + self.eps)
+            if log:
+                p *= np.exp(-d)
+            else:
+                p -= d
         if self.constrain:
             project(params)
 

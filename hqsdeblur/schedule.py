@@ -11,12 +11,14 @@ step of the gradient features (``zeta = 1 / beta``, threshold
 and the classical kernel cleaning. Two channels: the horizontal and vertical
 finite differences.
 
-It is a network that needs no training to work (run coarse to fine it
-matches the classical mode on Levin's set) and the start of training: every
-threshold, step weight and kernel weight is a parameter, and the filters
-``w0`` are too. Unrolling buys the choice of a much shorter schedule than the
-classical one (``beta_ratio`` 8 and 5 outer iterations: 30 layers per level
-against 167) at a small cost, which training then recovers.
+It is a network that needs no training to work and the start of training:
+every threshold, step weight and kernel weight is a parameter, and the
+filters ``w0`` are too. Measured coarse to fine with the non-blind final
+step (Levin's 32 images, float32): the default schedule (10 outer
+iterations, ``beta_ratio`` 2: 167 layers per level) scores 28.82 dB, error
+ratio <= 3 on 88 %; 87 layers (``beta_ratio`` 4) 27.90 dB / 75 %; 30 layers
+(5 iterations, ``beta_ratio`` 8) 27.09 dB / 66 %, and the short schedules
+lose straight-line kernels on clean images that the long one finds.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from .unrolled import UnrolledConfig, UnrolledModel, init_params
 __all__ = ["hqs_schedule"]
 
 
-def hqs_schedule(*, kernel_size=45, iterations=5, lam=1e-2, lam_decay=1 / 1.1, lam_min=1e-4, beta_ratio=8.0,
+def hqs_schedule(*, kernel_size=45, iterations=10, lam=1e-2, lam_decay=1 / 1.1, lam_min=1e-4, beta_ratio=2.0,
                  beta_max=1e3, rho=0.5, kernel_rule="clean", kernel_prior="ridge", kernel_bias=2.0):
     """An unrolled network set to the classical TV-HQS schedule.
 
@@ -60,7 +62,7 @@ def hqs_schedule(*, kernel_size=45, iterations=5, lam=1e-2, lam_decay=1 / 1.1, l
     --------
     >>> m = hqs_schedule(kernel_size=15)
     >>> m.config.cascade, m.config.channels, m.config.layers, len(m.config.kernel_layers)
-    ('identity', 2, 30, 5)
+    ('identity', 2, 167, 10)
     """
     zeta, bias, kernel_layers = [], [], []
     lm = lam

@@ -292,16 +292,36 @@ def gradient_precision(model, batch, **kwargs):
 # model creation, checkpoints, export
 # --------------------------------------------------------------------------
 
-def make_model(*, channels=16, layers=10, kernel_size=45, init="xavier", init_from=None, seed=0):
+def _log_groups(model):
+    """Groups Adam updates in log space: a schedule-initialised network's
+    thresholds and weights span orders of magnitude."""
+    if model.config.cascade == "identity":
+        return ("bias", "zeta", "kernel_prox", "eta")
+    return ()
+
+
+def make_model(*, channels=16, layers=10, kernel_size=45, init="xavier", init_from=None, seed=0, hqs_args=None):
     """A model to start training from.
 
     Parameters
     ----------
-    init : {'xavier', 'tv', 'published'}
+    init : {'xavier', 'tv', 'published', 'hqs'}
         ``'published'`` loads `init_from` (default :data:`PUBLISHED_MODEL`):
         its channels/layers must match; the kernel window is taken from
-        `kernel_size` (the parameters do not depend on it).
+        `kernel_size` (the parameters do not depend on it). ``'hqs'``: the
+        classical TV schedule as an identity-cascade network
+        (:func:`hqsdeblur.schedule.hqs_schedule`; it fixes its own channels
+        and layers, `channels` and `layers` are ignored).
+    hqs_args : dict, optional
+        Keyword arguments of :func:`hqsdeblur.schedule.hqs_schedule` for
+        ``init='hqs'`` (e.g. ``{'iterations': 5, 'beta_ratio': 8}``).
     """
+    if init == "hqs":
+        from .schedule import hqs_schedule
+
+        return hqs_schedule(kernel_size=kernel_size, **(hqs_args or {}))
+    if hqs_args:
+        raise InputError("hqs_args applies to init='hqs' only")
     if init in ("xavier", "tv"):
         cfg = UnrolledConfig(channels=channels, layers=layers, kernel_size=kernel_size)
         return UnrolledModel(cfg, init_params(cfg, seed=seed, init=init), {"init": init})
@@ -316,7 +336,7 @@ def make_model(*, channels=16, layers=10, kernel_size=45, init="xavier", init_fr
         params = {k: np.array(v, dtype=np.float64) for k, v in base.params.items()}
         project(params)
         return UnrolledModel(cfg, params, {"init": "published", "init_from": str(src)})
-    raise InputError(f"unknown init {init!r}; choose xavier, tv or published")
+    raise InputError(f"unknown init {init!r}; choose xavier, tv, published or hqs")
 
 
 def save_checkpoint(path, model, opt, step, *, meta=None):
@@ -369,6 +389,10 @@ def export_model(run_dir, path, *, which="best", overwrite=True, levin_limit=Non
     ckpt = run_dir / CHECKPOINT
     model, _, step, meta = load_checkpoint(ckpt)
     training = dict(meta.get("options", {}))
+    # a schedule network's features are two gradients: its kernel is meant
+    # for the non-blind final step, not for its own L2 reconstruction
+    inference = {"final_image": "nonblind"} if training.get("init") == "hqs" else {}
+    model.meta = dict(inference)
     training.update(steps_done=step, run_dir=str(run_dir), wall_seconds=meta.get("wall_seconds"))
     metrics = {"best_val_psnr": meta.get("best_val_psnr"), "best_step": meta.get("best_step"),
                "latest_val_psnr": meta.get("latest_val_psnr"), "latest_val_step": meta.get("latest_val_step"),
@@ -379,7 +403,7 @@ def export_model(run_dir, path, *, which="best", overwrite=True, levin_limit=Non
         training.update(best.meta.get("training", {}))
         training["exported_from"] = "best"
         metrics.update(best.meta.get("metrics", {}))
-        model = UnrolledModel(best.config, best.params, {})
+        model = UnrolledModel(best.config, best.params, dict(inference))
     elif which in ("best", "latest"):
         training["exported_from"] = "latest"
         metrics["step"] = step
@@ -517,7 +541,7 @@ def train(images, out, *, steps=1000, batch=8, patch=96, channels=16, layers=10,
           seed=0, val_images=None, val_every=100, val_patches=24, val_patch=128,
           ckpt_every=25, resume=False, dtype=np.float32, noise_sigma=(0.0, 0.01),
           threads=1, backend=None, progress=True, log=None, stop_after=None, pool=None,
-          snapshots=True, mix=(0.3, 0.5, 0.2), shake_max_extent=None, coarse_start=0.0):
+          snapshots=True, mix=(0.3, 0.5, 0.2), shake_max_extent=None, coarse_start=0.0, hqs_args=None):
     """Train an unrolled network (or resume training) and return a summary.
 
     Parameters
@@ -546,7 +570,8 @@ def train(images, out, *, steps=1000, batch=8, patch=96, channels=16, layers=10,
     kappa, kernel_shift, image_shift, weight_decay : objective (module docstring;
         :func:`patch_loss_and_grads`). Validation PSNR is aligned over
         ``+-image_shift`` too.
-    init, init_from : start ('xavier', 'tv' or 'published'; :func:`make_model`).
+    init, init_from, hqs_args : start ('xavier', 'tv', 'published' or 'hqs';
+        :func:`make_model`).
     seed : int
         Seeds the initial filters and the data stream.
     val_images : sequence, optional
@@ -634,6 +659,7 @@ def train(images, out, *, steps=1000, batch=8, patch=96, channels=16, layers=10,
                    seed=seed, val_every=val_every, val_patches=val_patches, val_patch=val_patch,
                    ckpt_every=ckpt_every, dtype=np.dtype(dtype).name, noise_sigma=noise_sigma,
                    mix=list(mix), shake_max_extent=shake_max_extent, coarse_start=float(coarse_start),
+                   hqs_args=hqs_args,
                    train_images=len(train_imgs), val_images=len(held),
                    images=str(images) if isinstance(images, (str, os.PathLike)) else "arrays",
                    backend=_backend.get_backend().name)
@@ -655,10 +681,10 @@ def train(images, out, *, steps=1000, batch=8, patch=96, channels=16, layers=10,
     if resume and ckpt.is_file():
         model, state, start, meta = load_checkpoint(ckpt)
         c = model.config
-        if (c.channels, c.layers, c.kernel_size) != (channels, layers, kernel_size):
+        if c.kernel_size != kernel_size or (init != "hqs" and (c.channels, c.layers) != (channels, layers)):
             raise ModelError(f"{ckpt}: checkpoint has channels={c.channels}, layers={c.layers}, "
                              f"kernel_size={c.kernel_size}; the options ask for {channels}, {layers}, {kernel_size}")
-        opt = Adam(model.params, lr=lr, weight_decay=weight_decay)
+        opt = Adam(model.params, lr=lr, weight_decay=weight_decay, log_scale=_log_groups(model))
         opt.load_state_dict(state)
         history = _read_history(out, start)
         wall0 = float(meta.get("wall_seconds") or 0.0)
@@ -670,8 +696,8 @@ def train(images, out, *, steps=1000, batch=8, patch=96, channels=16, layers=10,
             raise OutputError(f"{ckpt}: a checkpoint exists; pass resume=True (--resume) or choose another output folder")
         out.mkdir(parents=True, exist_ok=True)
         model = make_model(channels=channels, layers=layers, kernel_size=kernel_size, init=init,
-                           init_from=init_from, seed=seed)
-        opt = Adam(model.params, lr=lr, weight_decay=weight_decay)
+                           init_from=init_from, seed=seed, hqs_args=hqs_args)
+        opt = Adam(model.params, lr=lr, weight_decay=weight_decay, log_scale=_log_groups(model))
     model.meta = {}
     with atomic_write(out / "options.json", overwrite=True, mode="w") as fh:
         json.dump(options, fh, indent=1, default=_json_default)
@@ -762,15 +788,16 @@ def train(images, out, *, steps=1000, batch=8, patch=96, channels=16, layers=10,
 
 
 def evaluate_levin(model, root, *, limit=None):
-    """Levin et al. benchmark scores of `model` (fast forward, float32).
+    """Levin et al. benchmark scores of `model` as ``deblur`` runs it (coarse
+    to fine, float32, the model's final image step).
 
     Returns the summary of :func:`hqsdeblur.evaluate.evaluate` (``mean_psnr_aligned_db`` ...).
     """
+    from .deblur import unrolled_deblur
     from .evaluate import evaluate
 
     def method(y):
-        x, k = model.forward(np.asarray(y, dtype=np.float32), dtype=np.float32)
-        return _backend.to_numpy(x), _backend.to_numpy(k)
+        return unrolled_deblur(np.asarray(y, dtype=np.float32), model=model)
 
     _, summary = evaluate(method, root, "levin", limit=limit, progress=False)
     return summary
@@ -815,9 +842,12 @@ def add_train_arguments(parser):
     a("--image-shift", type=int, default=0,
       help="shift tolerance of the image loss and validation PSNR in pixels (default 0: plain MSE)")
     a("--weight-decay", type=float, default=0.0, help="L2 weight decay on the filters (default 0)")
-    a("--init", choices=("xavier", "tv", "published"), default="xavier",
-      help="start: Xavier filters, TV-like filters, or fine-tune the published DUBLID weights")
+    a("--init", choices=("xavier", "tv", "published", "hqs"), default="xavier",
+      help="start: Xavier filters, TV-like filters, fine-tune the published DUBLID weights, or the "
+           "classical TV schedule as a 2-channel identity-cascade network (hqsdeblur.schedule)")
     a("--init-from", metavar="MODEL", help="model file for --init published (default: the published archive)")
+    a("--hqs-schedule", metavar="K=V,...", type=_parse_schedule, default=None,
+      help="for --init hqs: hqsdeblur.schedule.hqs_schedule arguments, e.g. iterations=5,beta_ratio=8")
     a("--coarse-start", type=float, default=0.0, metavar="P",
       help="fraction of pairs on which the network starts from a coarse-scale version of the true kernel "
            "(trains it for coarse-to-fine inference; default 0: always the delta)")
@@ -835,6 +865,19 @@ def add_train_arguments(parser):
     a("--backend", default=None, help="array backend (numpy, cython, numba, cupy)")
     a("--quiet", action="store_true", help="no progress bar or messages")
     return parser
+
+
+def _parse_schedule(text):
+    out = {}
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        key, sep, val = item.partition("=")
+        if not sep:
+            raise argparse.ArgumentTypeError(f"expected key=value, got {item!r}")
+        try:
+            out[key.strip()] = int(val) if val.strip().lstrip("-").isdigit() else float(val)
+        except ValueError:
+            out[key.strip()] = val.strip()
+    return out
 
 
 def _parse_mix(text):
@@ -856,7 +899,7 @@ def run_train(args):
                   kernels=args.kernels, lr=args.lr, min_lr=args.min_lr, schedule=args.schedule,
                   warmup=args.warmup, clip=args.clip or None, kappa=args.kappa,
                   kernel_shift=args.kernel_shift, image_shift=args.image_shift, weight_decay=args.weight_decay, init=args.init,
-                  init_from=args.init_from, seed=args.seed, val_images=args.val_images,
+                  init_from=args.init_from, hqs_args=args.hqs_schedule, seed=args.seed, val_images=args.val_images,
                   val_every=args.val_every, val_patches=args.val_patches, val_patch=args.val_patch,
                   ckpt_every=args.ckpt_every, resume=args.resume, dtype=args.dtype,
                   noise_sigma=(0.0, args.noise),

@@ -66,7 +66,7 @@ from .steps.features import feature_update
 from .steps.kernel import center_of_mass_shift, kernel_ls, project_simplex, shift_kernel
 
 __all__ = ["blind_deconvolve", "estimate_kernel", "kernel_support", "gradient_sparsity", "pyramid_sizes",
-           "lam_for", "DEFAULTS", "CANDIDATES"]
+           "lam_for", "noise_rules", "DEFAULTS", "CANDIDATES"]
 
 from .validate import LUMA as _LUMA  # noqa: E402
 
@@ -113,6 +113,32 @@ CANDIDATES = (
     {"iterations": 5, "lam_carry": True, "lam_min": 5e-4},
     {"iterations": 10, "intensity": 0.25},
 )
+
+
+def noise_rules(gray, *, final="hyper-laplacian", noisy=DEFAULTS["noisy"]):
+    """The classical mode's rules for noisy input, for any kernel estimator
+    followed by the non-blind step.
+
+    Above the noise level `noisy` the kernel is estimated on a copy smoothed
+    by a 1 px Gaussian (the blur is much wider; the finest scale's gradients
+    are noise) and the final deconvolution's prior weight grows with the
+    noise level. Clean and 8-bit images (noise level ~0.003) are untouched.
+
+    Returns
+    -------
+    sigma : float
+        :func:`noise_level` of `gray`.
+    is_noisy : bool
+    source : ndarray
+        The image to estimate the kernel on.
+    weight : float or None
+        The final step's prior weight (None: its default).
+    """
+    sigma = noise_level(gray)
+    if not sigma > noisy:
+        return sigma, False, gray, None
+    base = 1e-3 if final == "tv" else 3e-4  # nonblind.deconvolve's defaults
+    return sigma, True, ndimage.gaussian_filter(gray, 1.0, mode="reflect"), base * sigma / 0.0035
 
 
 def noise_level(gray):
@@ -729,12 +755,9 @@ def blind_deconvolve(
     # the kernel on a lightly smoothed copy (the blur is much wider than
     # 1 px) and deconvolve with a prior weight grown with the noise
     # level. Clean and 8-bit images (noise level ~0.003) are untouched.
-    sigma = noise_level(gray)
-    noisy = sigma > params.get("noisy", DEFAULTS["noisy"])
-    source = ndimage.gaussian_filter(gray, 1.0, mode="reflect") if noisy else gray
-    if noisy and final_weight is None:
-        base = 1e-3 if final == "tv" else 3e-4  # nonblind.deconvolve's defaults
-        final_weight = base * sigma / 0.0035
+    sigma, noisy, source, weight = noise_rules(gray, final=final, noisy=params.get("noisy", DEFAULTS["noisy"]))
+    if final_weight is None:
+        final_weight = weight
     if noisy:
         # Only the first schedule: the others' small lam floors fit the
         # noise, and the sparsity of a noisy deconvolution is no guide (on

@@ -258,3 +258,35 @@ def test_shift_tolerant_image_loss_gradient(batch):
     num = (loss_at(h) - loss_at(-h)) / (2 * h)
     ana = sum(float(np.sum(g[n] * d[n])) for n in g)
     assert abs(num - ana) < 1e-5 * abs(ana), (num, ana)
+
+
+def test_adam_log_scale_groups():
+    """Log-space groups move by relative steps, keep their sign, zeros stay."""
+    p = {"bias": np.array([1e-5, 1e-2, 0.0]), "w0": np.array([1e-5])}
+    opt = Adam(p, lr=0.1, log_scale=("bias",))
+    opt.step(p, {"bias": np.array([3.0, -2.0, 5.0]), "w0": np.array([1.0])})
+    # first step: d log p = -lr * m / (sqrt(v) + eps), m = v**0.5 = g * p
+    gp = np.array([3e-5, -2e-2])
+    np.testing.assert_allclose(p["bias"][:2], [1e-5, 1e-2] * np.exp(-0.1 * gp / (np.abs(gp) + 1e-8)), rtol=1e-12)
+    assert p["bias"][2] == 0.0
+    np.testing.assert_allclose(p["w0"], [1e-5 - 0.1], rtol=1e-6)  # additive group
+
+
+def test_hqs_schedule_training_resumes_exactly_and_exports(tmp_path):
+    """init='hqs': the schedule network trains (log-space Adam on its
+    thresholds and weights), resumes bit-identically, and its export asks
+    for the non-blind final image."""
+    kw = dict(init="hqs", kernel_size=9, patch=32, val_patch=32)
+    a = _tiny_run(tmp_path / "a", **kw)
+    _tiny_run(tmp_path / "b", stop_after=2, **kw)
+    _tiny_run(tmp_path / "b", resume=True, **kw)
+    ma, _, _, _ = load_checkpoint(tmp_path / "a" / "checkpoint.npz")
+    mb, _, _, _ = load_checkpoint(tmp_path / "b" / "checkpoint.npz")
+    assert a["step"] == 4 and ma.config.cascade == "identity" and "w1" not in ma.params
+    for k in ma.params:
+        assert np.array_equal(ma.params[k], mb.params[k]), k
+    start = make_model(init="hqs", kernel_size=9).params
+    assert not np.array_equal(ma.params["bias"], start["bias"])  # it trained
+    np.testing.assert_array_equal(ma.params["kernel_prox"] == 0, start["kernel_prox"] == 0)
+    m = export_model(tmp_path / "a", tmp_path / "m.npz", which="latest")
+    assert load_model(tmp_path / "m.npz").meta["final_image"] == "nonblind" == m.meta["final_image"]
