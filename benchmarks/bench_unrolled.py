@@ -10,7 +10,7 @@ column (wall time includes waiting for other jobs). With the 'cython' and
 'numba' backends the fast forward runs the fused compiled kernels
 (:mod:`hqsdeblur._fused_ref`); with 'numpy' the NumPy ufunc sequence.
 
-Run ``python benchmarks/bench_unrolled.py [--quick] [--fast-only]``.
+Run ``python benchmarks/bench_unrolled.py [--quick] [--fast-only] [--backend NAME]``.
 """
 
 from __future__ import annotations
@@ -87,6 +87,8 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="fewer repeats, no exact mode")
     ap.add_argument("--repeat", type=int, default=None)
     ap.add_argument("--fast-only", action="store_true", help="only the fast forward (no training step)")
+    ap.add_argument("--backend", action="append", default=None,
+                    help="time only this backend (repeatable; default: every available host backend)")
     args = ap.parse_args(argv)
     if not os.path.exists(MODEL):
         print(f"reference model not found at {MODEL}; nothing to benchmark")
@@ -95,9 +97,13 @@ def main(argv=None):
     y = np.load(PARITY)["blurred"].astype(np.float32)
     rep = args.repeat or (2 if args.quick else 5)
     cases = {}
-    for be in hqsdeblur.available_backends():
-        if be == "cupy":
-            continue  # host arrays only here
+    backends = [be for be in hqsdeblur.available_backends() if be != "cupy"]  # host arrays only here
+    if args.backend:
+        missing = sorted(set(args.backend) - set(backends))
+        if missing:
+            ap.error(f"backend(s) not available here: {', '.join(missing)}")
+        backends = [be for be in backends if be in args.backend]
+    for be in backends:
 
         def fast(be=be):
             with use_backend(be):
@@ -137,15 +143,14 @@ def main(argv=None):
     for k, t in res.items():
         lo, hi = PYTORCH_S
         print(row(k, t, unit, f" {lo / t[0]:.1f}-{hi / t[0]:.1f}x |"))
-    for be in hqsdeblur.available_backends():
+    for be in backends:
         a, b = res.get(f"{be} training step (fwd+bwd, tape)"), res.get(f"{be} fast")
         if a and b:
             print(f"\n{be}: training step / fast forward = {a[0] / b[0]:.1f} (wall), {a[1] / b[1]:.1f} (CPU)")
-    for be in hqsdeblur.available_backends():
-        if be != "cupy":
-            fk = unrolled._fused_kernels(get_backend(be))
-            how = f"fused kernels ({fk.__name__})" if fk is not None else "NumPy ufunc sequence"
-            print(f"\n{be} fast path elementwise steps: {how}")
+    for be in backends:
+        fk = unrolled._fused_kernels(get_backend(be))
+        how = f"fused kernels ({fk.__name__})" if fk is not None else "NumPy ufunc sequence"
+        print(f"\n{be} fast path elementwise steps: {how}")
     print(f"\nPublished PyTorch: {PYTORCH_S[0] * 1e3:.0f}-{PYTORCH_S[1] * 1e3:.0f} ms (reference machine).")
     return 0
 

@@ -336,7 +336,7 @@ class UnrolledModel:
         T = _Tape() if tape else None
         if exact or border == "zero":
             outs = filters.cascade(y, ws)
-            Yspec = [be.rfft2(fourier.embed(F, S, (pad, pad))) for F in outs]
+            Yspec = [fourier.rfft2_stack(fourier.embed(F, S, (pad, pad))) for F in outs]
             if T is not None:
                 T.outs = outs
         else:
@@ -349,14 +349,19 @@ class UnrolledModel:
             for l, e in enumerate(eff):
                 r = e.shape[-1] // 2
                 E = fourier.psf2otf(filters.flip(e), S, centre=(r, r))  # correlation = conv with flipped
-                Yspec.append((E * Yg[None]).sum(axis=1))
+                if E.shape[1] == 1:  # gray: one product, in place
+                    E = E[:, 0]
+                    E *= Yg[0]
+                    Yspec.append(E)
+                else:
+                    Yspec.append((E * Yg[None]).sum(axis=1))
             if T is not None:
                 T.eff, T.Yg = eff, Yg
 
         k = _initial_kernel(k0, Hk, xp, dtype)
-        u0 = fourier.roll(be.irfft2(Yspec[-1], s=S), (-h, -h))
+        u0 = fourier.roll(fourier.irfft2_stack(Yspec[-1], S), (-h, -h))
         z = shrink.soft_shrink(u0, p["bias"][0])
-        Z = be.rfft2(z)
+        Z = fourier.rfft2_stack(z)
         if T is not None:
             T.u0 = u0
         G = g = None
@@ -366,16 +371,14 @@ class UnrolledModel:
             zeta = cfg.prox_scale * p["zeta"][t]
             Zprev = Z
             G = features.feature_update(Y, Zprev, K, zeta)
-            g = be.irfft2(G, s=S)
-            z = shrink.soft_shrink(g, p["bias"][t + 1])
-            Z = be.rfft2(z)
+            g, Z = shrink.soft_shrink_spectrum(G, p["bias"][t + 1], S)
             if not cfg.kernel_step(t):
                 if T is not None:
                     T.layers.append(dict(step=False, Zprev=Zprev, K=K, zeta=zeta, G=G, g=g, k=k))
                 continue
             rho = p["kernel_prox"][t]
             Kt = kernel.kernel_ls(Z, Y, K if cfg.kernel_prior == "prox" else None, rho)
-            kt = be.irfft2(Kt, s=S)
+            kt = fourier.irfft2_stack(Kt, S)
             k, m = _kernel_constraint(cfg, kt, p["kernel_bias"][t], exact)
             if T is not None:
                 T.layers.append(dict(step=True, Zprev=Zprev, K=K, zeta=zeta, G=G, g=g, Z=Z, rho=rho, Kt=Kt, kt=kt, k=k, m=m))
@@ -388,8 +391,8 @@ class UnrolledModel:
         if shift != (0, 0):
             # the features belong to the un-shifted kernel: x moves by -shift
             gfin = fourier.roll(gfin, (-shift[0], -shift[1]))
-        Gf = be.rfft2(gfin)
-        Y0 = be.rfft2(ygrid)
+        Gf = fourier.rfft2_stack(gfin)
+        Y0 = Yg if outs is None else be.rfft2(ygrid)  # the same transform
         K = fourier.psf2otf(k, S, centre=(0, 0))
         W = fourier.psf2otf(A0, S, centre=(cfg.filter_size // 2,) * 2)  # (C, Cin, F1, F2)
         eta = cfg.prox_scale * p["eta"]
@@ -706,7 +709,7 @@ class UnrolledModel:
         k_bar = fourier.psf2otf_adjoint(Kb, (Hk, Hk), S, centre=(0, 0))
         if kbar is not None:
             k_bar = k_bar + kbar
-        gfin_bar = be.irfft2(Gfb, s=S)
+        gfin_bar = fourier.irfft2_stack(Gfb, S)
         if T.shift != (0, 0):
             gfin_bar = fourier.roll_adjoint(gfin_bar, (-T.shift[0], -T.shift[1]))
             # The shift itself is piecewise constant: pass the gradient through.
@@ -719,7 +722,11 @@ class UnrolledModel:
         Ybars = [None] * len(T.Yspec)
 
         def add_y(li, v):
-            Ybars[li] = v if Ybars[li] is None else Ybars[li] + v
+            # the cotangents are fresh arrays: accumulate in place
+            if Ybars[li] is None:
+                Ybars[li] = v
+            else:
+                Ybars[li] += v
 
         Zbar = None
         for t in range(L - 1, -1, -1):
@@ -734,45 +741,51 @@ class UnrolledModel:
                 prox = cfg.kernel_prior == "prox"
                 Zb2, Yb, Kb_prev, rho_bar = kernel.kernel_ls_vjp(r["Z"], Y, r["K"] if prox else None, r["rho"], r["Kt"], Ktbar, S)
                 grads["kernel_prox"][t] += rho_bar
-                Zb = Zb2 if Zb is None else Zb + Zb2
+                if Zb is not None:
+                    Zb2 += Zb
+                Zb = Zb2
                 add_y(li, Yb)
                 K_bar = Kb_prev if prox else None
                 k_carry = None
             else:
                 k_carry = k_bar  # k_t = k_{t-1}
             # shrinkage (Z_t is unused when no later step reads it)
-            gb = None
             if Zb is not None:
-                z_bar = be.irfft2(Zb, s=S)
-                gb, b_bar = shrink.soft_shrink_vjp(r["g"], p["bias"][t + 1], z_bar)
+                Gbar, b_bar = shrink.soft_shrink_spectrum_vjp(r["g"], p["bias"][t + 1], Zb, S, gbar=g_bar)
                 grads["bias"][t + 1] += b_bar
-            if g_bar is not None:
-                gb = g_bar if gb is None else gb + g_bar
-                g_bar = None
-            Gbar = be.rfft2(gb)
+            else:
+                Gbar = fourier.rfft2_stack(g_bar)
+            g_bar = None
             Yb2, Zbar, Kb2, zeta_bar = features.feature_update_vjp(Y, r["Zprev"], r["K"], r["zeta"], r["G"], Gbar, S)
             grads["zeta"][t] += cfg.prox_scale * zeta_bar
             add_y(li, Yb2)
             K_bar = Kb2 if K_bar is None else K_bar + Kb2
+            if t == 0:
+                break  # the initial kernel is data: no cotangent
             k_bar = fourier.psf2otf_adjoint(K_bar, (Hk, Hk), S, centre=(0, 0))  # cotangent of k_{t-1}
             if k_carry is not None:
                 k_bar = k_bar + k_carry
 
         # --- initial z
-        u_bar, b_bar = shrink.soft_shrink_vjp(T.u0, p["bias"][0], be.irfft2(Zbar, s=S))
+        u_bar, b_bar = shrink.soft_shrink_vjp(T.u0, p["bias"][0], fourier.irfft2_stack(Zbar, S))
         grads["bias"][0] += b_bar
-        add_y(len(Ybars) - 1, be.rfft2(fourier.roll_adjoint(u_bar, (-h, -h))))
+        add_y(len(Ybars) - 1, fourier.rfft2_stack(fourier.roll_adjoint(u_bar, (-h, -h))))
 
         # --- features
         if T.outs is not None:
-            Fbars = [fourier.embed_adjoint(be.irfft2(Yb, s=S), (Hv, Wv), (pad, pad)) for Yb in Ybars]
+            Fbars = [fourier.embed_adjoint(fourier.irfft2_stack(Yb, S), (Hv, Wv), (pad, pad)) for Yb in Ybars]
             _, wbars = filters.cascade_vjp(T.y, T.ws, T.outs, Fbars)
         else:
             # Y_l = sum_cin E_l[:, cin] * Yg[cin]; cotangent of the effective filter
             # spectrum is Ybar * conj(Yg) (complex-linear in E).
             ebars = []
+            Ygc = T.Yg.conj()
             for l, e in enumerate(T.eff):
-                Eb = Ybars[l][:, None] * T.Yg[None].conj()
+                if Ygc.shape[0] == 1:  # gray: in place (Ybars[l] is not needed any more)
+                    Ybars[l] *= Ygc[0]
+                    Eb = Ybars[l][:, None]
+                else:
+                    Eb = Ybars[l][:, None] * Ygc[None]
                 r_ = e.shape[-1] // 2
                 ebars.append(filters.flip(fourier.psf2otf_adjoint(Eb, e.shape[-2:], S, centre=(r_, r_))))
             wbars = _compose_cascade_vjp(T.ws, T.eff, ebars, xp)

@@ -65,12 +65,15 @@ def test_loss_decreases(batch):
     assert losses[-1] < 0.8 * losses[0], losses
 
 
-def test_training_step_runs_on_the_active_backend(backend, batch, monkeypatch):
+@pytest.mark.parametrize("init", ["tv", "hqs"])
+def test_training_step_runs_on_the_active_backend(backend, batch, monkeypatch, init):
     # the patches go to the active backend's device, and every backend gives
-    # the NumPy gradients
+    # the NumPy gradients (also for the schedule network: identity cascade,
+    # kernel steps on some layers, the cleaning rule and the ridge LS)
     from hqsdeblur import unrolled
 
-    model = make_model(init="tv", seed=1, **TINY)
+    short = {"hqs_args": {"iterations": 3, "beta_ratio": 4.0}} if init == "hqs" else {}
+    model = make_model(init=init, seed=1, **TINY, **short)
     seen = []
     fwd = unrolled.UnrolledModel.forward
 
@@ -276,7 +279,7 @@ def test_hqs_schedule_training_resumes_exactly_and_exports(tmp_path):
     """init='hqs': the schedule network trains (log-space Adam on its
     thresholds and weights), resumes bit-identically, and its export asks
     for the non-blind final image."""
-    kw = dict(init="hqs", kernel_size=9, patch=32, val_patch=32)
+    kw = dict(init="hqs", kernel_size=9, patch=32, val_patch=32, hqs_args={"iterations": 3, "beta_ratio": 4.0})
     a = _tiny_run(tmp_path / "a", **kw)
     _tiny_run(tmp_path / "b", stop_after=2, **kw)
     _tiny_run(tmp_path / "b", resume=True, **kw)
@@ -285,7 +288,7 @@ def test_hqs_schedule_training_resumes_exactly_and_exports(tmp_path):
     assert a["step"] == 4 and ma.config.cascade == "identity" and "w1" not in ma.params
     for k in ma.params:
         assert np.array_equal(ma.params[k], mb.params[k]), k
-    start = make_model(init="hqs", kernel_size=9).params
+    start = make_model(init="hqs", kernel_size=9, hqs_args=kw["hqs_args"]).params
     assert not np.array_equal(ma.params["bias"], start["bias"])  # it trained
     np.testing.assert_array_equal(ma.params["kernel_prox"] == 0, start["kernel_prox"] == 0)
     m = export_model(tmp_path / "a", tmp_path / "m.npz", which="latest")

@@ -24,13 +24,13 @@ def feature_update_vjp_ref(Y, Z, K, zeta, G, Gbar, full_shape):
     xp = backend_for(Y).xp
     z = zeta.reshape(-1, 1, 1)
     D = z * (K.real**2 + K.imag**2) + 1
-    R = (Y - G * K) / D  # residual term shared by the K and zeta cotangents
-    Ybar = z * K * Gbar / D
     Zbar = Gbar / D
-    Kbar = (z * (Gbar.conj() * R - Gbar * G.conj() * K / D)).sum(axis=0)
+    Ybar = (z * K) * Zbar
+    t = Gbar.conj() * ((Y - G * K) / D)  # shared by the K and zeta cotangents
+    Kbar = (z * (t - Zbar * G.conj() * K)).sum(axis=0)
     m = half_weights(full_shape, xp, dtype=Y.real.dtype)
     N = full_shape[0] * full_shape[1]
-    zbar = ((Gbar.conj() * K.conj() * R).real * m).reshape(Y.shape[0], -1).sum(axis=1) / N
+    zbar = ((K.conj() * t).real * m).reshape(Y.shape[0], -1).sum(axis=1) / N
     return Ybar, Zbar, Kbar, zbar
 
 

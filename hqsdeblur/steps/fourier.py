@@ -17,6 +17,8 @@ steps:
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import scipy.fft
 
@@ -34,6 +36,8 @@ __all__ = [
     "psf2otf_adjoint",
     "otf2psf",
     "rfft2_adjoint",
+    "rfft2_stack",
+    "irfft2_stack",
     "spectral_inner",
     "half_weights",
 ]
@@ -117,6 +121,8 @@ def psf2otf(k, shape, *, centre=None):
     if centre is None:
         centre = (k.shape[-2] // 2, k.shape[-1] // 2)
     be = backend_for(k)
+    if be.xp is np and _fits(k.shape[-2:], shape, centre):
+        return _psf2otf_small(k, tuple(shape), centre)
     big = roll(pad_post(k, shape), (-centre[0], -centre[1]))
     return be.rfft2(big)
 
@@ -126,8 +132,145 @@ def psf2otf_adjoint(K_bar, kshape, shape, *, centre=None):
     if centre is None:
         centre = (kshape[-2] // 2, kshape[-1] // 2)
     be = backend_for(K_bar)
+    if be.xp is np and _fits(kshape[-2:], shape, centre):
+        return _psf2otf_adjoint_small(K_bar, tuple(kshape[-2:]), tuple(shape), centre)
     big = be.irfft2(K_bar, s=tuple(shape))
     return pad_post_adjoint(roll(big, centre), kshape[-2:])
+
+
+# Small kernels on host arrays: the rows of the kernel by a real FFT, the
+# columns by a DFT matrix product (only the kernel's rows are non-zero, or
+# only they survive the crop). Same values as rfft2 / irfft2 of the padded,
+# rolled kernel up to float rounding, at ~1/4 (forward) and ~1/3 (adjoint)
+# of the cost of the full transforms on a 360 x 500 grid with 3..45 taps.
+
+
+@functools.lru_cache(maxsize=64)
+def _column_dft(n, taps, c, adjoint, cdt):
+    """``exp(-2 pi i u (a - c) / n)`` as an (n, taps) matrix (u < n, a <
+    taps), or for the adjoint its conjugate transpose over n, (taps, n);
+    computed in float64, then cast to `cdt`."""
+    u = np.arange(n, dtype=np.float64)[:, None]
+    a = (np.arange(taps, dtype=np.float64) - c)[None, :]
+    F = np.exp(-2j * np.pi * ((u * a) % n) / n)
+    if adjoint:
+        F = F.conj().T / n
+    F = F.astype(cdt)
+    F.setflags(write=False)
+    return F
+
+
+def _fits(kshape, shape, centre):
+    """Whether a window with its `centre` inside fits the grid (the case the
+    small-kernel transforms handle)."""
+    return all(0 <= c <= k <= n for k, n, c in zip(kshape, shape[-2:], centre))
+
+
+def _wrapped(n, size, c):
+    """Where the `n` taps of a window whose tap `c` sits at the origin land on
+    a circular axis of `size`: pairs of slices (window part, grid part)."""
+    # taps c..n-1 go to 0..n-1-c, taps 0..c-1 to size-c..size-1
+    return ((slice(c, n), slice(0, n - c)), (slice(0, c), slice(size - c, size)))
+
+
+def _psf2otf_small(k, shape, centre):
+    from ..backend import _workers
+
+    H, W = shape
+    kh, kw = k.shape[-2:]
+    rdt = np.result_type(k.dtype, np.float32)
+    cdt = np.result_type(rdt, np.complex64)
+    rows = np.zeros(k.shape[:-1] + (W,), rdt)
+    for src, dst in _wrapped(kw, W, centre[1]):
+        rows[..., dst] = k[..., src]
+    R = scipy.fft.rfft(rows, axis=-1, workers=_workers())  # (..., kh, F2)
+    return np.matmul(_column_dft(H, kh, centre[0], False, np.dtype(cdt)), R)
+
+
+def _psf2otf_adjoint_small(K_bar, kshape, shape, centre):
+    from ..backend import _workers
+
+    H, W = shape
+    kh, kw = kshape
+    cdt = np.result_type(K_bar.dtype, np.complex64)
+    rows = np.matmul(_column_dft(H, kh, centre[0], True, np.dtype(cdt)), K_bar)  # (..., kh, F2)
+    r = scipy.fft.irfft(rows, n=W, axis=-1, workers=_workers(), overwrite_x=True)
+    out = np.empty(r.shape[:-1] + (kw,), r.dtype)
+    for src, dst in _wrapped(kw, W, centre[1]):
+        out[..., src] = r[..., dst]
+    return out
+
+
+def rfft2_stack(a):
+    """``rfft2`` over the last two axes of a stack of real arrays.
+
+    Host arrays: the rows of the whole stack, then the columns one 2-D
+    array at a time, in place (a batched ``scipy.fft.rfft2`` walks the whole
+    stack per axis with a temporary). Same transforms as ``rfft2``; other
+    backends use their batched transform.
+    """
+    be = backend_for(a)
+    if be.xp is not np or a.ndim <= 2:
+        return be.rfft2(a)
+    from ..backend import _workers
+
+    wk = _workers()
+    R = scipy.fft.rfft(a, axis=-1, workers=wk)
+    flat = R.reshape((-1,) + R.shape[-2:])
+    for i in range(flat.shape[0]):
+        _fft_columns_inplace(flat[i], wk)
+    return R
+
+
+def irfft2_stack(A, s):
+    """``irfft2(A, s)`` over the last two axes of a stack of half spectra
+    (`A` is not modified).
+
+    Host arrays: one 2-D spectrum at a time, copied into a buffer that stays
+    in cache, the column transform in place, then the rows: ~1.6x faster
+    than a batched ``scipy.fft.irfft2`` of (16, 360, 251) complex64 here
+    (its multi-axis inverse walks the whole stack with a complex temporary).
+    The 1/N factor is applied per axis: the result differs from ``irfft2``
+    at round-off level.
+    """
+    be = backend_for(A)
+    s = tuple(s)
+    if be.xp is not np or A.shape[-2] != s[0]:
+        return be.irfft2(A, s=s)
+    from ..backend import _workers
+
+    wk = _workers()
+    flat = A.reshape((-1,) + A.shape[-2:])
+    out = np.empty(flat.shape[:1] + s, np.result_type(A.real.dtype, np.float32))
+    buf = np.empty(flat.shape[1:], np.result_type(A.dtype, np.complex64))
+    for i in range(flat.shape[0]):
+        out[i] = _irfft2_via(buf, flat[i], s[1], wk)
+    return out.reshape(A.shape[:-2] + s)
+
+
+# one 2-D array at a time (host arrays; the building blocks of the stacks)
+
+
+def _fft_columns_inplace(R, workers):
+    """Forward FFT along axis 0 of a C-contiguous complex 2-D array, in place."""
+    o = scipy.fft.fft(R, axis=0, workers=workers, overwrite_x=True)
+    if not np.may_share_memory(o, R):  # pocketfft chose not to work in place
+        R[...] = o
+    return R
+
+
+def _rfft2_into(out, x, workers):
+    """``out[...] = rfft2(x)`` for a 2-D `x` and a C-contiguous `out`."""
+    out[...] = scipy.fft.rfft(x, axis=-1, workers=workers)
+    return _fft_columns_inplace(out, workers)
+
+
+def _irfft2_via(buf, X, width, workers):
+    """``irfft2(X, s=(X.shape[0], width))`` of a 2-D half spectrum through the
+    complex buffer `buf` (same shape; overwritten, `X` is not)."""
+    buf[...] = X
+    Xc = scipy.fft.ifft(buf, axis=0, workers=workers, overwrite_x=True)  # in place (contiguous complex)
+    return scipy.fft.irfft(Xc, n=width, axis=1, workers=workers)
 
 
 def otf2psf(K, kshape, shape, *, centre=None):

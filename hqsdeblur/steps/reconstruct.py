@@ -72,18 +72,13 @@ def reconstruct_vjp(Y0, K, W, G, eta, X, Xbar, full_shape):
     `X` is the forward output; `full_shape` the FFT grid (Hf, Wf).
     """
     xp = backend_for(Y0).xp
-    gray = W.ndim == 3
-    if gray:
-        Y0, X, Xbar, W = Y0[None], X[None], Xbar[None], W[:, None]
+    if W.ndim == 3:
+        return _reconstruct_gray_vjp(Y0, K, W, G, eta, X, Xbar, full_shape)
     C, n = W.shape[:2]
     shape = Y0.shape
     Wf = W.reshape(C, n, -1)
-    if gray:
-        den = (K.real**2 + K.imag**2).reshape(-1) + (eta.reshape(-1, 1) * (Wf[:, 0].real ** 2 + Wf[:, 0].imag ** 2)).sum(axis=0)
-        lam = (Xbar.reshape(1, -1) / den)
-    else:
-        M = _system(K, W, eta, xp)
-        lam = _solve(M, Xbar.reshape(n, -1), xp)  # M is Hermitian: M^-H = M^-1
+    M = _system(K, W, eta, xp)
+    lam = _solve(M, Xbar.reshape(n, -1), xp)  # M is Hermitian: M^-H = M^-1
     Xf = X.reshape(n, -1)
     Kf = K.reshape(-1)
     Gf = G.reshape(C, -1)
@@ -97,6 +92,20 @@ def reconstruct_vjp(Y0, K, W, G, eta, X, Xbar, full_shape):
     Wbar = e[:, :, None] * (lam.conj()[None] * resid[:, None] - Xf.conj()[None] * WL[:, None])
     Wbar = Wbar.reshape(W.shape)
     eta_bar = spectral_inner(WL.reshape(G.shape), resid.reshape(G.shape), full_shape, axis=(1, 2))
-    if gray:
-        Y0bar, Wbar = Y0bar[0], Wbar[:, 0]
+    return Y0bar, Kbar, Wbar, Gbar, eta_bar
+
+
+def _reconstruct_gray_vjp(Y0, K, W, G, eta, X, Xbar, full_shape):
+    # the n = 1 case of reconstruct_vjp with plain products instead of the
+    # einsums over image channels (same formulas)
+    e = eta.reshape(-1, 1, 1)
+    den = K.real**2 + K.imag**2 + (e * (W.real**2 + W.imag**2)).sum(axis=0)
+    lam = Xbar / den
+    WL = W * lam
+    resid = G - W * X
+    Y0bar = K * lam
+    Gbar = e * WL
+    Kbar = lam.conj() * Y0 - 2 * K * (lam * X.conj()).real
+    Wbar = e * (lam.conj() * resid - X.conj() * WL)
+    eta_bar = spectral_inner(WL, resid, full_shape, axis=(1, 2))
     return Y0bar, Kbar, Wbar, Gbar, eta_bar
