@@ -31,3 +31,24 @@ for m in tv unrolled; do
         --method $m --backend cupy --quiet $([ $m = tv ] && echo --kernel-size 25); echo "cli $m exit $?"
 done
 timeout "${BENCH_TIMEOUT:-220}" $PY benchmarks/bench_gpu.py --json "$OUT/bench_gpu.json" 2>&1 | tee "$OUT/bench_gpu.log"
+# the schedule network (hqsdeblur.schedule, 167 layers per level, 2 channels):
+# one 290x450 image coarse to fine with deblur(), and 16 at one level with
+# forward_batch, on the GPU
+timeout "${SCHED_TIMEOUT:-120}" $PY - <<'PY' 2>&1 | tee "$OUT/schedule_gpu.log"
+import time, numpy as np, cupy as cp, scipy.ndimage as nd
+from hqsdeblur import deblur
+from hqsdeblur.backend import use_backend
+from hqsdeblur.schedule import hqs_schedule
+rng = np.random.default_rng(0)
+ys = np.stack([nd.gaussian_filter(rng.random((290, 450)), 3).astype(np.float32) for _ in range(16)])
+ys = (ys - ys.min()) / np.ptp(ys)
+m = hqs_schedule(kernel_size=45)
+with use_backend("cupy"):
+    for rep in range(3):
+        t = time.perf_counter(); x, k = deblur(ys[rep], method="unrolled", model=m); cp.cuda.Device().synchronize()
+        print(f"schedule deblur() c2f 290x450 gray: {1e3 * (time.perf_counter() - t):.0f} ms (run {rep})")
+    d = cp.asarray(ys)
+    for rep in range(3):
+        t = time.perf_counter(); xb, kb = m.forward_batch(d); cp.cuda.Device().synchronize()
+        print(f"schedule forward_batch 16x290x450, one level: {1e3 * (time.perf_counter() - t) / 16:.1f} ms/img (run {rep})")
+PY

@@ -244,7 +244,10 @@ def _psnr(a, b):
 
 def validate(model, batch, *, dtype=np.float32, border=None, max_shift=0):
     """Mean PSNR (dB) of the clipped output and of the input on the patch interiors
-    (each at its best integer shift within ``+-max_shift``).
+    (each at its best integer shift within ``+-max_shift``). For a model whose
+    final image is the non-blind step (``meta['final_image'] == 'nonblind'``)
+    the output is that deconvolution with the estimated kernel, as
+    :func:`hqsdeblur.deblur` returns it.
 
     Returns
     -------
@@ -254,7 +257,11 @@ def validate(model, batch, *, dtype=np.float32, border=None, max_shift=0):
     out, inp = [], []
     k0s = getattr(batch, "k0", None)
     for i, (y, x_true) in enumerate(zip(batch.blurred, batch.sharp)):
-        x, _ = model.forward(np.asarray(y, dtype=dtype), dtype=dtype, k0=None if k0s is None else k0s[i])
+        x, k = model.forward(np.asarray(y, dtype=dtype), dtype=dtype, k0=None if k0s is None else k0s[i])
+        if model.meta.get("final_image") == "nonblind":
+            from .nonblind import deconvolve
+
+            x = deconvolve(np.clip(np.asarray(y, dtype=np.float64), 0, 1), _backend.to_numpy(k).astype(np.float64))
         x = np.clip(_backend.to_numpy(x), 0.0, 1.0)
         for a, acc in ((x, out), (y, inp)):
             d, _ = _best_shift(np.asarray(a), x_true, b, int(max_shift))
@@ -502,6 +509,40 @@ def _limit_fft_workers(n):
     os.environ["HQSDEBLUR_FFT_WORKERS"] = str(max(1, int(n)))
 
 
+def _keep_freed_memory():
+    """On glibc Linux, keep freed large buffers in the process for reuse.
+
+    glibc serves big allocations with fresh ``mmap`` pages and unmaps them
+    on ``free``, and trims the heap top back to the OS; a training step
+    allocates and frees the same multi-MB spectra again and again, so every
+    step page-faulted them in anew (9k-46k minor faults, up to 0.45 s of
+    system time per step). Fixed thresholds (``mallopt``; the same as the
+    ``MALLOC_MMAP_THRESHOLD_``/``MALLOC_TRIM_THRESHOLD_`` variables) keep
+    those pages: the process holds its peak footprint instead. Idempotent;
+    a no-op elsewhere (musl, macOS, Windows) and when either variable is
+    set (the user's choice wins).
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    if "MALLOC_MMAP_THRESHOLD_" in os.environ or "MALLOC_TRIM_THRESHOLD_" in os.environ:
+        return
+    try:
+        if not (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc"):
+            return
+        import ctypes
+
+        mallopt = ctypes.CDLL(None).mallopt  # glibc's, from the running process
+        mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+        mallopt.restype = ctypes.c_int
+    except (AttributeError, OSError, ValueError):
+        return
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # <malloc.h>
+    # 32 MiB: glibc's largest mmap threshold on 64-bit (bigger blocks are
+    # still mapped and unmapped: rare, and cheap next to their use)
+    mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024)
+    mallopt(M_TRIM_THRESHOLD, 1024 * 1024 * 1024)
+
+
 class _StopFlag:
     """SIGINT/SIGTERM: finish the step, checkpoint, stop. A second signal aborts."""
 
@@ -625,6 +666,7 @@ def train(images, out, *, steps=1000, batch=8, patch=96, channels=16, layers=10,
     >>> s = train(imgs, "/tmp/run", steps=2, batch=1, patch=24, channels=2, layers=2,
     ...           kernel_size=9, kernels="linear", progress=False)  # doctest: +SKIP
     """
+    _keep_freed_memory()
     if backend is not None:
         with _backend.use_backend(backend):
             return train(**{**locals(), "backend": None})
@@ -698,7 +740,8 @@ def train(images, out, *, steps=1000, batch=8, patch=96, channels=16, layers=10,
         model = make_model(channels=channels, layers=layers, kernel_size=kernel_size, init=init,
                            init_from=init_from, seed=seed, hqs_args=hqs_args)
         opt = Adam(model.params, lr=lr, weight_decay=weight_decay, log_scale=_log_groups(model))
-    model.meta = {}
+    # the schedule network is validated (and used) with the non-blind final step
+    model.meta = {"final_image": "nonblind"} if init == "hqs" else {}
     with atomic_write(out / "options.json", overwrite=True, mode="w") as fh:
         json.dump(options, fh, indent=1, default=_json_default)
 
