@@ -159,8 +159,51 @@ def _best_shift(x, ref, b, s):
     return best[1], best[2]
 
 
+def wiener_deconvolve(y, k, *, weight=2e-3, extension="smooth"):
+    """Wiener deconvolution (quadratic gradient prior of weight `weight`) of
+    the gray patch `y` with the kernel `k`, on the network's grid and border
+    (`extension`, :data:`hqsdeblur.unrolled.BORDERS`), and its VJP with
+    respect to `k`.
+
+    The image term of ``image_loss='wiener'``: it scores a kernel by the
+    image it restores, as the non-blind final step uses it (a kernel MSE
+    alone favours smooth kernels, which deconvolve badly). It is
+    :func:`hqsdeblur.steps.reconstruct.reconstruct` with zero features.
+
+    Returns
+    -------
+    x : (H, W) array
+    vjp : callable ``xbar -> kbar``
+    """
+    from .nonblind import derivative_otfs
+    from .steps import fourier, reconstruct
+    from .unrolled import border_grid, extend
+
+    be = _backend.backend_for(y)
+    xp = be.xp
+    H, W = y.shape
+    Hk = k.shape[0]
+    h, pad = Hk // 2, Hk - 1
+    S = border_grid((H, W), pad, extension)
+    Y = be.rfft2(extend(y, S, pad, extension))
+    K = fourier.psf2otf(k, S, centre=(0, 0))
+    D = derivative_otfs(S, xp, y.dtype)
+    eta = xp.full((2,), weight, dtype=y.dtype)
+    G0 = xp.zeros_like(D)
+    X = reconstruct.reconstruct(Y, K, D, G0, eta)
+    x = be.irfft2(X, s=S)[h:h + H, h:h + W]
+
+    def vjp(xbar):
+        Xbar = be.rfft2(fourier.embed(xbar, S, (h, h)))
+        _, Kb, _, _, _ = reconstruct.reconstruct_vjp(Y, K, D, G0, eta, X, Xbar, S)
+        return fourier.psf2otf_adjoint(Kb, (Hk, Hk), S, centre=(0, 0))
+
+    return x, vjp
+
+
 def patch_loss_and_grads(model, blurred, sharp, k_true, *, kappa=100.0, kernel_shift=3,
-                         image_shift=0, dtype=np.float32, border=None, k0=None):
+                         image_shift=0, dtype=np.float32, border=None, k0=None, image_loss="network",
+                         extension="smooth"):
     """Loss terms and parameter gradients for one training patch.
 
     Parameters
@@ -187,6 +230,15 @@ def patch_loss_and_grads(model, blurred, sharp, k_true, *, kappa=100.0, kernel_s
         Image border left out of the image term; default ``kernel_size // 2``.
     k0 : (K, K) ndarray, optional
         Initial kernel of the network (default the delta).
+    image_loss : {'network', 'wiener'}
+        Which image the image term scores: the network's reconstruction, or
+        the Wiener deconvolution with the network's kernel
+        (:func:`wiener_deconvolve`; for networks whose kernel feeds the
+        non-blind final step).
+    extension : {'smooth', 'wrap'}
+        How the network extends the patch to its FFT grid (``border`` of
+        :meth:`UnrolledModel.forward`): train with the border the model is
+        used with ('wrap' coarse to fine).
 
     Returns
     -------
@@ -204,16 +256,23 @@ def patch_loss_and_grads(model, blurred, sharp, k_true, *, kappa=100.0, kernel_s
     if H <= 2 * b or W <= 2 * b or s > b:
         raise InputError(f"patch {y.shape} has no interior with a {b}-pixel border "
                          f"(or image_shift {s} > border); use a larger patch")
-    x, k, tape = model.forward(y, tape=True, dtype=dtype, k0=k0)
+    if image_loss not in ("network", "wiener"):
+        raise InputError(f"image_loss must be 'network' or 'wiener', not {image_loss!r}")
+    x, k, tape = model.forward(y, tape=True, dtype=dtype, k0=k0, border=extension)
+    xp = _backend.get_array_module(tape.y)
+    if image_loss == "wiener":
+        x, wiener_vjp = wiener_deconvolve(y, k, extension=extension)
     x = _backend.to_numpy(x)
-    k = _backend.to_numpy(k)
     diff, (dy, dx) = _best_shift(x, sharp, b, s)
     img = float(np.mean(diff ** 2))
     xbar = np.zeros((H, W), dtype=np.float64)
     xbar[b + dy:H - b + dy, b + dx:W - b + dx] = 2.0 * diff / diff.size
-    kmse, kbar, _ = kernel_loss(k, k_true, max_shift=kernel_shift)
-    xp = _backend.get_array_module(tape.y)
-    grads = model.backward(tape, xp.asarray(xbar, dtype=dtype), xp.asarray(kappa * kbar, dtype=dtype))
+    kmse, kbar, _ = kernel_loss(_backend.to_numpy(k), k_true, max_shift=kernel_shift)
+    kbar = xp.asarray(kappa * kbar, dtype=dtype)
+    if image_loss == "wiener":
+        kbar = kbar + wiener_vjp(xp.asarray(xbar, dtype=dtype))
+        xbar = np.zeros_like(xbar)  # the network's own image is not scored
+    grads = model.backward(tape, xp.asarray(xbar, dtype=dtype), kbar)
     grads = {n: np.asarray(_backend.to_numpy(g), dtype=np.float64) for n, g in grads.items()}
     return {"image_mse": img, "kernel_mse": kmse, "loss": img + kappa * kmse}, grads
 
@@ -242,7 +301,7 @@ def _psnr(a, b):
     return 10.0 * math.log10(1.0 / max(mse, 1e-12))
 
 
-def validate(model, batch, *, dtype=np.float32, border=None, max_shift=0):
+def validate(model, batch, *, dtype=np.float32, border=None, max_shift=0, extension="smooth"):
     """Mean PSNR (dB) of the clipped output and of the input on the patch interiors
     (each at its best integer shift within ``+-max_shift``). For a model whose
     final image is the non-blind step (``meta['final_image'] == 'nonblind'``)
@@ -257,7 +316,8 @@ def validate(model, batch, *, dtype=np.float32, border=None, max_shift=0):
     out, inp = [], []
     k0s = getattr(batch, "k0", None)
     for i, (y, x_true) in enumerate(zip(batch.blurred, batch.sharp)):
-        x, k = model.forward(np.asarray(y, dtype=dtype), dtype=dtype, k0=None if k0s is None else k0s[i])
+        x, k = model.forward(np.asarray(y, dtype=dtype), dtype=dtype, k0=None if k0s is None else k0s[i],
+                             border=extension)
         if model.meta.get("final_image") == "nonblind":
             from .nonblind import deconvolve
 
@@ -582,7 +642,8 @@ def train(images, out, *, steps=1000, batch=8, patch=96, channels=16, layers=10,
           seed=0, val_images=None, val_every=100, val_patches=24, val_patch=128,
           ckpt_every=25, resume=False, dtype=np.float32, noise_sigma=(0.0, 0.01),
           threads=1, backend=None, progress=True, log=None, stop_after=None, pool=None,
-          snapshots=True, mix=(0.3, 0.5, 0.2), shake_max_extent=None, coarse_start=0.0, hqs_args=None):
+          snapshots=True, mix=(0.3, 0.5, 0.2), shake_max_extent=None, coarse_start=0.0, hqs_args=None,
+          image_loss=None, extension=None):
     """Train an unrolled network (or resume training) and return a summary.
 
     Parameters
@@ -608,8 +669,12 @@ def train(images, out, *, steps=1000, batch=8, patch=96, channels=16, layers=10,
         ``min(100, steps // 20)`` steps).
     clip : float
         Gradient clipping (global norm); ``None`` disables.
-    kappa, kernel_shift, image_shift, weight_decay : objective (module docstring;
-        :func:`patch_loss_and_grads`). Validation PSNR is aligned over
+    kappa, kernel_shift, image_shift, weight_decay, image_loss : objective
+        (module docstring; :func:`patch_loss_and_grads`; `image_loss`
+        default 'wiener' for ``init='hqs'``, else 'network').
+    extension : {'smooth', 'wrap'}, optional
+        The network's border in training and validation (default 'wrap',
+        the coarse-to-fine inference's, for ``init='hqs'``, else 'smooth'). Validation PSNR is aligned over
         ``+-image_shift`` too.
     init, init_from, hqs_args : start ('xavier', 'tv', 'published' or 'hqs';
         :func:`make_model`).
@@ -619,7 +684,7 @@ def train(images, out, *, steps=1000, batch=8, patch=96, channels=16, layers=10,
         Validation images (default: the held-out group of `images`, else the
         training images with a separate seed).
     val_every, val_patches, val_patch : validation schedule and set (fixed
-        patches of fixed kernels, noise sigma 0.01).
+        patches of fixed kernels, noise sigma the largest of `noise_sigma`).
     ckpt_every : int
         Checkpoint period in steps (also at the end and on SIGINT/SIGTERM).
     resume : bool
@@ -678,6 +743,10 @@ def train(images, out, *, steps=1000, batch=8, patch=96, channels=16, layers=10,
     steps = int(steps)
     if warmup is None:
         warmup = min(100, steps // 20)
+    if image_loss is None:
+        image_loss = "wiener" if init == "hqs" else "network"
+    if extension is None:
+        extension = "wrap" if init == "hqs" else "smooth"
     if min_lr is None:
         min_lr = lr / 20.0
 
@@ -701,16 +770,18 @@ def train(images, out, *, steps=1000, batch=8, patch=96, channels=16, layers=10,
                    seed=seed, val_every=val_every, val_patches=val_patches, val_patch=val_patch,
                    ckpt_every=ckpt_every, dtype=np.dtype(dtype).name, noise_sigma=noise_sigma,
                    mix=list(mix), shake_max_extent=shake_max_extent, coarse_start=float(coarse_start),
-                   hqs_args=hqs_args,
+                   hqs_args=hqs_args, image_loss=image_loss, extension=extension,
                    train_images=len(train_imgs), val_images=len(held),
                    images=str(images) if isinstance(images, (str, os.PathLike)) else "arrays",
                    backend=_backend.get_backend().name)
     shake = {} if shake_max_extent is None else {"max_extent": float(shake_max_extent)}
+    # validation at the training stream's highest noise level
+    val_noise = float(np.max(noise_sigma))
     sampler = PairSampler(train_imgs, patch_size=patch, kernel_size=kernel_size, kernel_mode=kernels,
                           noise_sigma=noise_sigma, pool=pool, mix=mix, shake_options=shake,
                           coarse_start=coarse_start)
     val_sampler = PairSampler(held, patch_size=val_patch, kernel_size=kernel_size, kernel_mode=kernels,
-                              noise_sigma=0.01, pool=pool, mix=mix, shake_options=shake,
+                              noise_sigma=val_noise, pool=pool, mix=mix, shake_options=shake,
                               coarse_start=coarse_start)
     val_batch = make_batch(val_sampler, val_patches, seed=10_000 + seed + val_seed_offset, step=0) \
         if val_every and val_patches else None
@@ -752,7 +823,7 @@ def train(images, out, *, steps=1000, batch=8, patch=96, channels=16, layers=10,
         _plot(out, history)
 
     def run_validation(step):
-        v, vb = validate(model, val_batch, dtype=dtype, max_shift=image_shift)
+        v, vb = validate(model, val_batch, dtype=dtype, max_shift=image_shift, extension=extension)
         best["latest_val_psnr"], best["latest_val_step"], best["val_psnr_blurred"] = v, step, vb
         if snapshots:
             (out / "snapshots").mkdir(exist_ok=True)
@@ -773,7 +844,8 @@ def train(images, out, *, steps=1000, batch=8, patch=96, channels=16, layers=10,
 
     from tqdm import tqdm
 
-    kw = dict(kappa=kappa, kernel_shift=kernel_shift, image_shift=image_shift, dtype=dtype)
+    kw = dict(kappa=kappa, kernel_shift=kernel_shift, image_shift=image_shift, dtype=dtype, image_loss=image_loss,
+              extension=extension)
     step = start
     interrupted = False
     t_start = time.perf_counter()
@@ -889,6 +961,11 @@ def add_train_arguments(parser):
       help="start: Xavier filters, TV-like filters, fine-tune the published DUBLID weights, or the "
            "classical TV schedule as a 2-channel identity-cascade network (hqsdeblur.schedule)")
     a("--init-from", metavar="MODEL", help="model file for --init published (default: the published archive)")
+    a("--image-loss", choices=("network", "wiener"), default=None,
+      help="image term: the network's reconstruction, or the Wiener deconvolution with its kernel "
+           "(default: wiener for --init hqs, else network)")
+    a("--extension", choices=("smooth", "wrap"), default=None,
+      help="the network's border in training (default: wrap for --init hqs, as coarse to fine uses it, else smooth)")
     a("--hqs-schedule", metavar="K=V,...", type=_parse_schedule, default=None,
       help="for --init hqs: hqsdeblur.schedule.hqs_schedule arguments, e.g. iterations=5,beta_ratio=8")
     a("--coarse-start", type=float, default=0.0, metavar="P",
@@ -942,7 +1019,7 @@ def run_train(args):
                   kernels=args.kernels, lr=args.lr, min_lr=args.min_lr, schedule=args.schedule,
                   warmup=args.warmup, clip=args.clip or None, kappa=args.kappa,
                   kernel_shift=args.kernel_shift, image_shift=args.image_shift, weight_decay=args.weight_decay, init=args.init,
-                  init_from=args.init_from, hqs_args=args.hqs_schedule, seed=args.seed, val_images=args.val_images,
+                  init_from=args.init_from, hqs_args=args.hqs_schedule, image_loss=args.image_loss, extension=args.extension, seed=args.seed, val_images=args.val_images,
                   val_every=args.val_every, val_patches=args.val_patches, val_patch=args.val_patch,
                   ckpt_every=args.ckpt_every, resume=args.resume, dtype=args.dtype,
                   noise_sigma=(0.0, args.noise),
