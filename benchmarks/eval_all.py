@@ -17,10 +17,13 @@ Methods (each ``method(blurred_gray) -> (image, kernel)``):
 * ``published_fast_75``: same, kernel window 75 (Lai only: the network runs
   on a downscaled image, the kernel is upsampled, final non-blind step);
 * ``ours``, ``ours_75``: the shipped model ``hqsdeblur/models/hqsdeblur_unrolled.npz``
-  in fast mode, windows 45 and 75.
-* ``ours_c2f``, ``published_c2f``: the shipped / published model run coarse
-  to fine (:func:`hqsdeblur.coarse_to_fine.unrolled_coarse_to_fine`), window
-  45 on Levin and 75 on Lai, the network's own reconstruction at full size.
+  at one scale, its own window (31) and 75.
+* ``ours_c2f``, ``published_c2f``: the shipped / published model as
+  ``deblur(method='unrolled')`` runs it: coarse to fine
+  (:func:`hqsdeblur.coarse_to_fine.unrolled_coarse_to_fine`), the model's
+  window on Levin (31 / 45) and 75 on Lai, the model's final image step
+  (the shipped schedule network: the non-blind deconvolution; the
+  published network: its own reconstruction).
 
 Usage::
 
@@ -55,7 +58,7 @@ OUT = REPO / "docs" / "results"
 TV_KERNEL_SIZE = {"levin": 31, "lai2016": 75}
 METHODS = ("tv", "published_exact", "published_fast", "published_fast_75", "published_c2f", "ours", "ours_75",
            "ours_c2f")
-C2F_KERNEL_SIZE = {"levin": 45, "lai2016": 75}
+C2F_KERNEL_SIZE = {"levin": None, "lai2016": 75}  # None: the model's own window
 LABELS = {
     "reference": "published (PyTorch reference, from JSON)",
     "published_exact": "published, our exact forward",

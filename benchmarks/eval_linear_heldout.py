@@ -43,11 +43,13 @@ KODAK = REPO.parent / "shared" / "data" / "train_images" / "kodak24"
 SIZE = 256  # blurred / sharp size
 WINDOW = 31  # every kernel is zero-padded to this (lengths <= 29 fit)
 SEED = 20240
-METHODS = ("published_fast", "published_exact", "ours", "tv")
+METHODS = ("published_fast", "published_exact", "ours", "ours_c2f", "published_c2f", "tv")
 LABELS = {
     "published_fast": "published weights, our fast forward",
     "published_exact": "published weights, exact forward",
     "ours": "ours (shipped model), fast",
+    "ours_c2f": "ours (shipped model), as deblur runs it (coarse to fine)",
+    "published_c2f": "published weights, coarse to fine",
     "tv": "tv (classical L0, HQS), window 31",
 }
 
@@ -164,18 +166,24 @@ def main(argv=None):
             tag = f" (step {per[m]['model'].get('steps_done')})" if per[m].get("model") else ""
             table[per[m]["label"] + tag] = per[m]["summary"]
     verdict = None
-    if "ours" in per and "published_fast" in per:
-        a = {r["name"]: r for r in per["ours"]["rows"]}
-        b = {r["name"]: r for r in per["published_fast"]["rows"]}
+    # each model as deblur(method='unrolled') runs it (coarse to fine) when
+    # both were measured that way, else one pass (fast forward)
+    pair = ("ours_c2f", "published_c2f", "coarse to fine") if "ours_c2f" in per and "published_c2f" in per else (
+        "ours", "published_fast", "one pass, fast forward")
+    if pair[0] in per and pair[1] in per:
+        a = {r["name"]: r for r in per[pair[0]]["rows"]}
+        b = {r["name"]: r for r in per[pair[1]]["rows"]}
         common = sorted(set(a) & set(b))
         d = np.array([a[n]["psnr"] - b[n]["psnr"] for n in common])
-        sa, sb = per["ours"]["summary"], per["published_fast"]["summary"]
-        ok = sa["mean_psnr_aligned_db"] >= sb["mean_psnr_aligned_db"] - 0.05
-        verdict = (f"Ours vs published (both fast forward), {len(common)} images: mean PSNR "
+        sa, sb = per[pair[0]]["summary"], per[pair[1]]["summary"]
+        best_pub = max(per[m]["summary"]["mean_psnr_aligned_db"] for m in ("published_fast", "published_c2f") if m in per)
+        ok = sa["mean_psnr_aligned_db"] >= best_pub - 0.05
+        verdict = (f"Ours vs published ({pair[2]}), {len(common)} images: mean PSNR "
                    f"{sa['mean_psnr_aligned_db']:.2f} vs {sb['mean_psnr_aligned_db']:.2f} dB "
                    f"(difference {d.mean():+.2f} dB, ours better on {int((d > 0).sum())}/{len(common)}); "
                    f"kernel RMSE {sa['mean_kernel_rmse']:.2e} vs {sb['mean_kernel_rmse']:.2e}. "
-                   f"Requirement 'at least matches' (within 0.05 dB): {'MET' if ok else 'NOT MET'}.")
+                   f"Requirement 'at least matches' the published weights' best row ({best_pub:.2f} dB, "
+                   f"within 0.05 dB): {'MET' if ok else 'NOT MET'}.")
         print(verdict)
     doc = {
         "description": (f"24 Kodak images (kept out of the training set; the training run does use random "
