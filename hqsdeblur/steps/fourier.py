@@ -217,9 +217,31 @@ def rfft2_stack(a):
     wk = _workers()
     R = scipy.fft.rfft(a, axis=-1, workers=wk)
     flat = R.reshape((-1,) + R.shape[-2:])
-    for i in range(flat.shape[0]):
-        _fft_columns_inplace(flat[i], wk)
+    _over_slices(flat.shape[0], wk, lambda i, w: _fft_columns_inplace(flat[i], w))
     return R
+
+
+def _over_slices(n, workers, fn):
+    """``fn(i, fft_workers)`` for i in range(n): with several workers the
+    slices are split over threads, each running one-worker FFTs (pocketfft
+    releases the GIL; one 2-D slice gains little from its own threads)."""
+    if workers <= 1 or n <= 1:
+        for i in range(n):
+            fn(i, workers)
+        return
+    nt = min(workers, n)
+    list(_pool(nt).map(lambda g: [fn(i, 1) for i in range(g, n, nt)], range(nt)))
+
+
+_POOLS = {}
+
+
+def _pool(n):
+    if n not in _POOLS:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _POOLS[n] = ThreadPoolExecutor(n, thread_name_prefix="hqsdeblur-fft")
+    return _POOLS[n]
 
 
 def irfft2_stack(A, s):
@@ -242,9 +264,13 @@ def irfft2_stack(A, s):
     wk = _workers()
     flat = A.reshape((-1,) + A.shape[-2:])
     out = np.empty(flat.shape[:1] + s, np.result_type(A.real.dtype, np.float32))
-    buf = np.empty(flat.shape[1:], np.result_type(A.dtype, np.complex64))
-    for i in range(flat.shape[0]):
-        out[i] = _irfft2_via(buf, flat[i], s[1], wk)
+    nt = max(1, min(wk, flat.shape[0]))
+    bufs = [np.empty(flat.shape[1:], np.result_type(A.dtype, np.complex64)) for _ in range(nt)]
+
+    def one(i, w):
+        out[i] = _irfft2_via(bufs[i % nt], flat[i], s[1], w)
+
+    _over_slices(flat.shape[0], wk, one)
     return out.reshape(A.shape[:-2] + s)
 
 

@@ -77,11 +77,15 @@ def soft_shrink_spectrum(G, b, shape):
     C = G.shape[0]
     g = np.empty((C,) + shape, np.result_type(G.real.dtype, np.float32))
     Z = np.empty(G.shape, np.result_type(G.dtype, np.complex64))
-    buf = np.empty(G.shape[1:], Z.dtype)
-    for c in range(C):
-        g[c] = fourier._irfft2_via(buf, G[c], shape[1], wk)
+    nt = max(1, min(wk, C))
+    bufs = [np.empty(G.shape[1:], Z.dtype) for _ in range(nt)]
+
+    def one(c, w):  # channels on threads (fourier._over_slices)
+        g[c] = fourier._irfft2_via(bufs[c % nt], G[c], shape[1], w)
         z = soft_shrink(g[c : c + 1], b[c : c + 1])
-        fourier._rfft2_into(Z[c], z[0], wk)
+        fourier._rfft2_into(Z[c], z[0], w)
+
+    fourier._over_slices(C, wk, one)
     return g, Z
 
 
@@ -101,15 +105,18 @@ def soft_shrink_spectrum_vjp(g, b, Zbar, shape, gbar=None):
     wk = _workers()
     C = g.shape[0]
     Gbar = np.empty(Zbar.shape, np.result_type(Zbar.dtype, np.complex64))
-    buf = np.empty(Zbar.shape[1:], Gbar.dtype)
-    bbar = []
-    for c in range(C):
-        zb = fourier._irfft2_via(buf, Zbar[c], shape[1], wk)
-        gb, bb = soft_shrink_vjp(g[c : c + 1], b[c : c + 1], zb[None])
+    nt = max(1, min(wk, C))
+    bufs = [np.empty(Zbar.shape[1:], Gbar.dtype) for _ in range(nt)]
+    bbar = [None] * C
+
+    def one(c, w):  # channels on threads (fourier._over_slices)
+        zb = fourier._irfft2_via(bufs[c % nt], Zbar[c], shape[1], w)
+        gb, bbar[c] = soft_shrink_vjp(g[c : c + 1], b[c : c + 1], zb[None])
         if gbar is not None:
             gb += gbar[c]
-        fourier._rfft2_into(Gbar[c], gb[0], wk)
-        bbar.append(bb)
+        fourier._rfft2_into(Gbar[c], gb[0], w)
+
+    fourier._over_slices(C, wk, one)
     return Gbar, np.concatenate(bbar) if bbar else np.zeros(0, dtype=g.dtype)
 
 
