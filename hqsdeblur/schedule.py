@@ -30,8 +30,9 @@ from .unrolled import UnrolledConfig, UnrolledModel, init_params
 __all__ = ["hqs_schedule"]
 
 
-def hqs_schedule(*, kernel_size=45, iterations=10, lam=1e-2, lam_decay=1 / 1.1, lam_min=1e-4, beta_ratio=2.0,
-                 beta_max=1e3, rho=0.5, kernel_rule="clean", kernel_prior="ridge", kernel_bias=2.0):
+def hqs_schedule(*, kernel_size=45, iterations=10, lam=None, lam_decay=1 / 1.1, lam_min=1e-4, beta_ratio=2.0,
+                 beta_max=1e3, rho=0.5, kernel_rule="clean", kernel_prior="ridge", kernel_bias=2.0,
+                 latent="features", prior=None):
     """An unrolled network set to the classical TV-HQS schedule.
 
     Parameters
@@ -41,8 +42,19 @@ def hqs_schedule(*, kernel_size=45, iterations=10, lam=1e-2, lam_decay=1 / 1.1, 
     iterations : int
         Outer iterations (kernel steps) per run of the network.
     lam, lam_decay, lam_min : float
-        TV weight of the first outer iteration, its factor per iteration and
-        its floor (the classical mode's continuation).
+        Prior weight of the first outer iteration (default 1e-2 for the
+        feature latent, ``tv.lam_for(kernel_size)`` for the image latent),
+        its factor per iteration and its floor (the classical mode's
+        continuation).
+    latent : {'features', 'image'}
+        ``tv.estimate_kernel``'s ``latent='gradient'`` (each feature channel
+        updated on its own) or ``latent='image'`` (one latent image per
+        layer, restarted from the observation at each outer iteration, as
+        ``tv``'s default estimator).
+    prior : {'tv', 'l0'}, optional
+        Soft or L0 (hard, joint) shrinkage; default 'tv' for the feature
+        latent, 'l0' for the image latent. With 'l0' the thresholds are on
+        the squared gradient magnitude.
     beta_ratio, beta_max : float
         Growth of the splitting weight within an outer iteration and its
         ceiling; together with `lam` they fix the layers per iteration.
@@ -64,6 +76,14 @@ def hqs_schedule(*, kernel_size=45, iterations=10, lam=1e-2, lam_decay=1 / 1.1, 
     >>> m.config.cascade, m.config.channels, m.config.layers, len(m.config.kernel_layers)
     ('identity', 2, 167, 10)
     """
+    if latent not in ("features", "image"):
+        raise ValueError(f"latent must be 'features' or 'image', not {latent!r}")
+    if prior is None:
+        prior = "tv" if latent == "features" else "l0"
+    if lam is None:
+        from .tv import lam_for
+
+        lam = 1e-2 if latent == "features" else lam_for(kernel_size)
     zeta, bias, kernel_layers = [], [], []
     lm = lam
     for _ in range(iterations):
@@ -78,18 +98,25 @@ def hqs_schedule(*, kernel_size=45, iterations=10, lam=1e-2, lam_decay=1 / 1.1, 
         kernel_layers.append(len(zeta) - 1)
         lm = max(lm * lam_decay, lam_min)
     L = len(zeta)
+    image = latent == "image"
     cfg = UnrolledConfig(channels=2, layers=L, kernel_size=kernel_size, cascade="identity",
-                         kernel_layers=tuple(kernel_layers), kernel_rule=kernel_rule, kernel_prior=kernel_prior)
+                         kernel_layers=tuple(kernel_layers), kernel_rule=kernel_rule, kernel_prior=kernel_prior,
+                         latent=latent, shrink="l0" if prior == "l0" else "soft", restart=image)
     p = init_params(cfg, init="tv")  # w0: the two finite differences
     C = cfg.channels
     p["zeta"] = np.array(zeta)[:, None] / cfg.prox_scale * np.ones((1, C))
-    # initial features thresholded as the first layer's, final ones as the last
-    p["bias"] = np.array([bias[0]] + bias + [bias[-1]])[:, None] * np.ones((1, C))
+    if image:
+        # layer t's input is shrunk with its own lam / beta (bias[t]); the
+        # final features as the last layer's
+        p["bias"] = np.array(bias + [bias[-1], bias[-1]])[:, None] * np.ones((1, C))
+    else:
+        # initial features thresholded as the first layer's, final ones as the last
+        p["bias"] = np.array([bias[0]] + bias + [bias[-1]])[:, None] * np.ones((1, C))
     p["kernel_prox"] = np.zeros(L)
     p["kernel_prox"][kernel_layers] = rho
     p["kernel_bias"] = np.zeros(L)
     p["kernel_bias"][kernel_layers] = kernel_bias if kernel_rule == "softmax" else 0.0
     args = dict(kernel_size=kernel_size, iterations=iterations, lam=lam, lam_decay=lam_decay, lam_min=lam_min,
                 beta_ratio=beta_ratio, beta_max=beta_max, rho=rho, kernel_rule=kernel_rule,
-                kernel_prior=kernel_prior, kernel_bias=kernel_bias)
+                kernel_prior=kernel_prior, kernel_bias=kernel_bias, latent=latent, prior=prior)
     return UnrolledModel(cfg, p, {"init": "hqs-schedule", "schedule": args, "final_image": "nonblind"})

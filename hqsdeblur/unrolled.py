@@ -73,6 +73,20 @@ class UnrolledConfig:
     kernel_prior : {'prox', 'ridge'}
         Kernel least squares pulled towards the previous kernel (published)
         or towards 0 (ridge, the classical mode's).
+    latent : {'features', 'image'}
+        What a layer updates: each feature channel on its own (published),
+        or one latent image from all channels at once (Xu et al. 2013,
+        ``tv``'s default): ``X = (conj(K) Y + sum_c b_c conj(W_c) Z_c) /
+        (|K|^2 + sum_c b_c |W_c|^2)`` with ``b_c = 1 / (prox_scale zeta_c)``,
+        then the features ``W_c X``; the kernel step fits those (before the
+        shrinkage). Gray, not `exact`.
+    shrink : {'soft', 'l0'}
+        Soft threshold per channel, or (image latent only) the L0 step:
+        keep a pixel's features where ``sum_c g_c^2`` exceeds the mean
+        threshold of the layer (piecewise constant: no threshold gradient).
+    restart : bool
+        (image latent) the layer after each kernel step starts again from
+        the observation's features, as each outer iteration of ``tv`` does.
     """
 
     channels: int = 16
@@ -91,12 +105,18 @@ class UnrolledConfig:
     kernel_prior: str = "prox"
     clean_threshold: float = 0.05
     clean_min_component: float = 0.02
+    latent: str = "features"
+    shrink: str = "soft"
+    restart: bool = False
 
     def __post_init__(self):
         for name, allowed in (("cascade", ("learned", "identity")), ("kernel_rule", ("softmax", "clean")),
-                              ("kernel_prior", ("prox", "ridge"))):
+                              ("kernel_prior", ("prox", "ridge")), ("latent", ("features", "image")),
+                              ("shrink", ("soft", "l0"))):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")
+        if self.latent == "features" and (self.shrink != "soft" or self.restart):
+            raise ValueError("shrink='l0' and restart need latent='image'")
         if self.kernel_layers is not None:
             kl = tuple(sorted({int(t) for t in self.kernel_layers}))
             if kl and not (0 <= kl[0] and kl[-1] < self.layers):
@@ -316,7 +336,10 @@ class UnrolledModel:
             S = fourier.fft_shape((Hv, Wv), pad=pad, multiple=cfg.fft_multiple if exact else None)
         else:
             S = border_grid((Hv, Wv), pad, border)
-        if _FAST_PATH and not (exact or tape or border == "zero") and gray_in and cfg.image_channels == 1:
+        imgl = cfg.latent == "image"
+        if imgl and (exact or not gray_in or border == "zero"):
+            raise ValueError("latent='image' runs on gray images with the 'smooth' or 'wrap' border, not exact")
+        if _FAST_PATH and not (exact or tape or border == "zero" or imgl) and gray_in and cfg.image_channels == 1:
             if xp is np:
                 return self._forward_fast(y[0], S, dtype, be, return_state=return_state, k0=k0, border=border)
             if not return_state:
@@ -360,34 +383,53 @@ class UnrolledModel:
 
         k = _initial_kernel(k0, Hk, xp, dtype)
         u0 = fourier.roll(fourier.irfft2_stack(Yspec[-1], S), (-h, -h))
-        z = shrink.soft_shrink(u0, p["bias"][0])
+        z = _shrink(cfg, u0, p["bias"][0])
         Z = fourier.rfft2_stack(z)
         if T is not None:
             T.u0 = u0
+        if imgl:
+            Wl = fourier.psf2otf(A0, S, centre=(cfg.filter_size // 2,) * 2)[:, 0]  # (C, F1, F2)
+            Yg0 = Yg[0]
+            if T is not None:
+                T.Wl = Wl
         G = g = None
         for t in range(L):
             Y = Yspec[cfg.feature_index(t)]
             K = fourier.psf2otf(k, S, centre=(0, 0))
             zeta = cfg.prox_scale * p["zeta"][t]
+            restart = imgl and cfg.restart and t > 0 and cfg.kernel_step(t - 1)
+            if restart:  # the latent starts again from the observation
+                Z = fourier.rfft2_stack(_shrink(cfg, u0, p["bias"][t]))
             Zprev = Z
-            G = features.feature_update(Y, Zprev, K, zeta)
-            g, Z = shrink.soft_shrink_spectrum(G, p["bias"][t + 1], S)
+            X = beta = None
+            if imgl:
+                beta = 1.0 / zeta
+                X = reconstruct.reconstruct(Yg0, K, Wl, Zprev, beta)
+                G = Wl * X[None]
+                g = fourier.irfft2_stack(G, S)
+                Z = fourier.rfft2_stack(_shrink(cfg, g, p["bias"][t + 1]))
+                fit = G  # the kernel fits the latent's features before the shrinkage
+            else:
+                G = features.feature_update(Y, Zprev, K, zeta)
+                g, Z = shrink.soft_shrink_spectrum(G, p["bias"][t + 1], S)
+                fit = Z
+            rec = dict(Zprev=Zprev, K=K, zeta=zeta, G=G, g=g, k=k, X=X, beta=beta, restart=restart)
             if not cfg.kernel_step(t):
                 if T is not None:
-                    T.layers.append(dict(step=False, Zprev=Zprev, K=K, zeta=zeta, G=G, g=g, k=k))
+                    T.layers.append(dict(step=False, **rec))
                 continue
             rho = p["kernel_prox"][t]
-            Kt = kernel.kernel_ls(Z, Y, K if cfg.kernel_prior == "prox" else None, rho)
+            Kt = kernel.kernel_ls(fit, Y, K if cfg.kernel_prior == "prox" else None, rho)
             kt = fourier.irfft2_stack(Kt, S)
             k, m = _kernel_constraint(cfg, kt, p["kernel_bias"][t], exact)
             if T is not None:
-                T.layers.append(dict(step=True, Zprev=Zprev, K=K, zeta=zeta, G=G, g=g, Z=Z, rho=rho, Kt=Kt, kt=kt, k=k, m=m))
+                T.layers.append(dict(step=True, **{**rec, "k": k}, Z=fit, rho=rho, Kt=Kt, kt=kt, m=m))
 
         shift = (0, 0)
         if recenter:
             shift = kernel.center_of_mass_shift(k)
             k = kernel.shift_kernel(k, shift)
-        gfin = shrink.soft_shrink(g, p["bias"][L + 1])
+        gfin = _shrink(cfg, g, p["bias"][L + 1])
         if shift != (0, 0):
             # the features belong to the un-shifted kernel: x moves by -shift
             gfin = fourier.roll(gfin, (-shift[0], -shift[1]))
@@ -715,7 +757,7 @@ class UnrolledModel:
             # The shift itself is piecewise constant: pass the gradient through.
             k_bar = kernel.shift_kernel_adjoint(k_bar, T.shift, T.layers[-1]["k"])
         last = T.layers[-1]
-        g_bar, b_bar = shrink.soft_shrink_vjp(last["g"], p["bias"][L + 1], gfin_bar)
+        g_bar, b_bar = _shrink_vjp(cfg, last["g"], p["bias"][L + 1], gfin_bar)
         grads["bias"][L + 1] += b_bar
 
         # --- unrolled iterations, in reverse
@@ -729,6 +771,9 @@ class UnrolledModel:
                 Ybars[li] += v
 
         Zbar = None
+        imgl = cfg.latent == "image"
+        u0_bar = None  # cotangent of the observation's features from restarts
+        Wl_bar = 0  # cotangent of the latent layers' filter spectra
         for t in range(L - 1, -1, -1):
             r = T.layers[t]
             li = cfg.feature_index(t)
@@ -741,7 +786,7 @@ class UnrolledModel:
                 prox = cfg.kernel_prior == "prox"
                 Zb2, Yb, Kb_prev, rho_bar = kernel.kernel_ls_vjp(r["Z"], Y, r["K"] if prox else None, r["rho"], r["Kt"], Ktbar, S)
                 grads["kernel_prox"][t] += rho_bar
-                if Zb is not None:
+                if Zb is not None and not imgl:  # (image latent: Zb2 is G_t's cotangent, Zb Z_t's)
                     Zb2 += Zb
                 Zb = Zb2
                 add_y(li, Yb)
@@ -749,16 +794,43 @@ class UnrolledModel:
                 k_carry = None
             else:
                 k_carry = k_bar  # k_t = k_{t-1}
-            # shrinkage (Z_t is unused when no later step reads it)
-            if Zb is not None:
-                Gbar, b_bar = shrink.soft_shrink_spectrum_vjp(r["g"], p["bias"][t + 1], Zb, S, gbar=g_bar)
-                grads["bias"][t + 1] += b_bar
+            if imgl:
+                # Z_t = rfft(shrink(irfft(G_t))); the kernel step's cotangent
+                # (Zb above) is G_t's itself
+                Gbar = Zb if r["step"] else None
+                zb = Zbar if r["step"] else Zb
+                gb = g_bar
+                if zb is not None:
+                    gz, b_bar = _shrink_vjp(cfg, r["g"], p["bias"][t + 1], fourier.irfft2_stack(zb, S))
+                    grads["bias"][t + 1] += b_bar
+                    gb = gz if gb is None else gb + gz
+                if gb is not None:
+                    Gg = fourier.rfft2_stack(gb)
+                    Gbar = Gg if Gbar is None else Gbar + Gg
+                g_bar = None
+                # G = W X, X = reconstruct(Yg, K, W, Zprev, beta)
+                Xbar = (T.Wl.conj() * Gbar).sum(axis=0)
+                Wl_bar = Wl_bar + Gbar * r["X"].conj()[None]
+                _, Kb2, Wb2, Zbar, beta_bar = reconstruct.reconstruct_vjp(T.Yg[0], r["K"], T.Wl, r["Zprev"], r["beta"],
+                                                                        r["X"], Xbar, S)
+                Wl_bar = Wl_bar + Wb2
+                grads["zeta"][t] += -cfg.prox_scale * r["beta"] ** 2 * beta_bar  # beta = 1 / (prox_scale zeta)
+                if r["restart"]:  # Zprev came from the observation's features
+                    ub, b_bar = _shrink_vjp(cfg, T.u0, p["bias"][t], fourier.irfft2_stack(Zbar, S))
+                    grads["bias"][t] += b_bar
+                    u0_bar = ub if u0_bar is None else u0_bar + ub
+                    Zbar = None
             else:
-                Gbar = fourier.rfft2_stack(g_bar)
-            g_bar = None
-            Yb2, Zbar, Kb2, zeta_bar = features.feature_update_vjp(Y, r["Zprev"], r["K"], r["zeta"], r["G"], Gbar, S)
-            grads["zeta"][t] += cfg.prox_scale * zeta_bar
-            add_y(li, Yb2)
+                # shrinkage (Z_t is unused when no later step reads it)
+                if Zb is not None:
+                    Gbar, b_bar = shrink.soft_shrink_spectrum_vjp(r["g"], p["bias"][t + 1], Zb, S, gbar=g_bar)
+                    grads["bias"][t + 1] += b_bar
+                else:
+                    Gbar = fourier.rfft2_stack(g_bar)
+                g_bar = None
+                Yb2, Zbar, Kb2, zeta_bar = features.feature_update_vjp(Y, r["Zprev"], r["K"], r["zeta"], r["G"], Gbar, S)
+                grads["zeta"][t] += cfg.prox_scale * zeta_bar
+                add_y(li, Yb2)
             K_bar = Kb2 if K_bar is None else K_bar + Kb2
             if t == 0:
                 break  # the initial kernel is data: no cotangent
@@ -767,9 +839,14 @@ class UnrolledModel:
                 k_bar = k_bar + k_carry
 
         # --- initial z
-        u_bar, b_bar = shrink.soft_shrink_vjp(T.u0, p["bias"][0], fourier.irfft2_stack(Zbar, S))
+        u_bar, b_bar = _shrink_vjp(cfg, T.u0, p["bias"][0], fourier.irfft2_stack(Zbar, S))
         grads["bias"][0] += b_bar
+        if u0_bar is not None:
+            u_bar = u_bar + u0_bar
         add_y(len(Ybars) - 1, fourier.rfft2_stack(fourier.roll_adjoint(u_bar, (-h, -h))))
+        if imgl:
+            A0bar = A0bar + fourier.psf2otf_adjoint(Wl_bar[:, None], (cfg.filter_size,) * 2, S,
+                                                    centre=(cfg.filter_size // 2,) * 2)
 
         # --- features
         if T.outs is not None:
@@ -794,6 +871,20 @@ class UnrolledModel:
             grads[f"w{l}"] += wbars[l]
         grads["w0"] += A0bar - A0bar.mean(axis=(-2, -1), keepdims=True)
         return grads
+
+
+def _shrink(cfg, g, b):
+    """The configured shrinkage of features `g` (C, H, W) with thresholds `b` (C,)."""
+    if cfg.shrink == "l0":
+        return shrink.l0_joint(g, b)[0]
+    return shrink.soft_shrink(g, b)
+
+
+def _shrink_vjp(cfg, g, b, zbar):
+    """VJP of :func:`_shrink`: ``(gbar, bbar)`` (the L0 step's ``bbar`` is 0)."""
+    if cfg.shrink == "l0":
+        return shrink.l0_joint(g, b)[1] * zbar, backend_for(g).xp.zeros_like(b)
+    return shrink.soft_shrink_vjp(g, b, zbar)
 
 
 def _kernel_constraint(cfg, kt, kernel_bias, exact=False):

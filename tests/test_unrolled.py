@@ -75,8 +75,19 @@ def _tiny_hqs(rule="clean", prior="ridge", seed=1):
     return cfg, p
 
 
+def _tiny_latent(shrink_rule="l0"):
+    """The image-latent form (tv's default estimator): one latent image per
+    layer, L0 or soft shrinkage, restarts after each kernel step."""
+    cfg, p = _tiny_hqs()
+    cfg = UnrolledConfig(**{**cfg.to_dict(), "latent": "image", "shrink": shrink_rule, "restart": True})
+    p = dict(p)
+    p["bias"] = np.full_like(p["bias"], 0.02)
+    return cfg, p
+
+
 ARCHS = {"published": _tiny, "hqs-clean-ridge": _tiny_hqs,
-         "hqs-softmax-prox": lambda: _tiny_hqs("softmax", "prox")}
+         "hqs-softmax-prox": lambda: _tiny_hqs("softmax", "prox"),
+         "latent-l0": _tiny_latent, "latent-soft": lambda: _tiny_latent("soft")}
 
 
 @pytest.mark.parametrize("exact", [True, False])
@@ -90,6 +101,10 @@ def test_end_to_end_gradient(exact, start, arch):
     cfg, p = ARCHS[arch]()
     rng = np.random.default_rng(0)
     y = rng.random((32, 30))
+    if exact and cfg.latent == "image":  # the published network has no latent image
+        with pytest.raises(ValueError):
+            UnrolledModel(cfg, p).forward(y, exact=True)
+        return
     xt = rng.random((32, 30))
     kt = rng.random((9, 9))
     kt /= kt.sum()
@@ -304,7 +319,8 @@ def test_hqs_config_validation_and_roundtrip(tmp_path):
     m = load_model(f)
     assert m.config == cfg and m.config.kernel_layers == (1, 2, 4)
     assert [m.config.kernel_step(t) for t in range(5)] == [False, True, True, False, True]
-    for bad in (dict(cascade="none"), dict(kernel_rule="max"), dict(kernel_prior="l1"), dict(kernel_layers=(7,))):
+    for bad in (dict(cascade="none"), dict(kernel_rule="max"), dict(kernel_prior="l1"), dict(kernel_layers=(7,)),
+                dict(latent="pixels"), dict(shrink="l0"), dict(restart=True)):  # l0 / restart: image latent only
         with pytest.raises(ValueError):
             UnrolledConfig(**{**cfg.to_dict(), **bad})
 

@@ -15,6 +15,7 @@ from . import fourier
 __all__ = [
     "soft_shrink",
     "soft_shrink_vjp",
+    "l0_joint",
     "soft_shrink_spectrum",
     "soft_shrink_spectrum_vjp",
     "hard_shrink",
@@ -118,6 +119,24 @@ def soft_shrink_spectrum_vjp(g, b, Zbar, shape, gbar=None):
 
     fourier._over_slices(C, wk, one)
     return Gbar, np.concatenate(bbar) if bbar else np.zeros(0, dtype=g.dtype)
+
+
+def l0_joint(g, b):
+    """The L0 proximal step joint over the channels (``tv``'s
+    ``prior='l0'``): keep a pixel's features where ``sum_c g_c^2`` exceeds
+    the mean of the thresholds `b` (``lambda / beta``), else 0.
+
+    Returns ``(z, mask)``: the mask (H, W) is also the Jacobian (the kept set
+    is piecewise constant in `g` and `b`).
+
+    Examples
+    --------
+    >>> z, m = l0_joint(np.array([[[0.1, 1.0]], [[0.1, 0.0]]]), np.array([0.5, 0.5]))
+    >>> z[:, 0].tolist(), m.tolist()
+    ([[0.0, 1.0], [0.0, 0.0]], [[0.0, 1.0]])
+    """
+    mask = ((g * g).sum(axis=0) > b.mean()).astype(g.dtype)
+    return g * mask, mask
 
 
 def hard_shrink(x, t):
