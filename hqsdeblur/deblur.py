@@ -134,7 +134,8 @@ def deblur(
         Passed to :func:`hqsdeblur.blind_deconvolve` for 'tv'. For
         'unrolled': ``pyramid`` (default True unless `exact`: run the
         network coarse to fine, see :func:`unrolled_deblur`) and
-        ``coarsest`` (kernel window of the coarsest level, 15).
+        ``coarsest`` (kernel window of the coarsest level; default the
+        model's ``meta['coarsest']``, else 15).
 
     Returns
     -------
@@ -267,7 +268,7 @@ def _deblur_large(img, *, method, kernel_size, model, exact, backend, progress, 
 
 
 def unrolled_deblur(img, *, model=None, kernel_size=None, exact=False, colour="nonblind", dtype=np.float32,
-                    pyramid=None, coarsest=15):
+                    pyramid=None, coarsest=None):
     """The unrolled network on a validated image (H, W) or (H, W, 3).
 
     With `pyramid` (default unless `exact`) the network runs coarse to fine
@@ -311,6 +312,9 @@ def unrolled_deblur(img, *, model=None, kernel_size=None, exact=False, colour="n
             from .tv import noise_rules
 
             _, _, source, weight = noise_rules(np.asarray(lum))
+        if coarsest is None:
+            coarsest = int(model.meta.get("coarsest", 15))
+        model = _window_prior(model, ks)
         out = unrolled_coarse_to_fine(model, source, kernel_size=ks, coarsest=coarsest, dtype=dtype,
                                       return_state=joint_state)
         k = np.asarray(to_numpy(out[1]))
@@ -362,6 +366,26 @@ def unrolled_deblur(img, *, model=None, kernel_size=None, exact=False, colour="n
         chans = xp.asarray(np.moveaxis(img, -1, 0), dtype=dtype)
         x = np.moveaxis(to_numpy(reconstruct_channels(state, chans, joint=colour == "joint")), 0, -1)
     return x, k
+
+
+def _window_prior(model, ks):
+    """The classical rule that the prior weight grows with the kernel window
+    (:func:`hqsdeblur.tv.lam_for`: larger blurs leave noisier intermediate
+    images), for a schedule network whose metadata asks for it
+    (``meta['lam_rule'] == 'tv'``): its thresholds (``lam / beta``) are
+    scaled by ``lam_for(ks) / lam_for(window)``; cached on the model."""
+    if model.meta.get("lam_rule") != "tv" or ks == model.config.kernel_size:
+        return model
+    from .tv import lam_for
+    from .unrolled import UnrolledModel
+
+    f = lam_for(ks) / lam_for(model.config.kernel_size)
+    if f == 1:
+        return model
+    cache = model._cache.setdefault("window_prior", {})
+    if ks not in cache:
+        cache[ks] = UnrolledModel(model.config, {**model.params, "bias": model.params["bias"] * f}, model.meta)
+    return cache[ks]
 
 
 def _resize(img, scale):

@@ -119,4 +119,10 @@ def hqs_schedule(*, kernel_size=45, iterations=10, lam=None, lam_decay=1 / 1.1, 
     args = dict(kernel_size=kernel_size, iterations=iterations, lam=lam, lam_decay=lam_decay, lam_min=lam_min,
                 beta_ratio=beta_ratio, beta_max=beta_max, rho=rho, kernel_rule=kernel_rule,
                 kernel_prior=kernel_prior, kernel_bias=kernel_bias, latent=latent, prior=prior)
-    return UnrolledModel(cfg, p, {"init": "hqs-schedule", "schedule": args, "final_image": "nonblind"})
+    meta = {"init": "hqs-schedule", "schedule": args, "final_image": "nonblind"}
+    if image:
+        # tv's pyramid starts at a 5 px window: with the L0 image latent the
+        # deeper pyramid finds Lai's 51/75 px kernels that a 15 px start loses
+        meta["coarsest"] = 5
+        meta["lam_rule"] = "tv"  # thresholds follow tv.lam_for(window) (deblur._window_prior)
+    return UnrolledModel(cfg, p, meta)

@@ -458,7 +458,12 @@ def export_model(run_dir, path, *, which="best", overwrite=True, levin_limit=Non
     training = dict(meta.get("options", {}))
     # a schedule network's features are two gradients: its kernel is meant
     # for the non-blind final step, not for its own L2 reconstruction
-    inference = {"final_image": "nonblind"} if training.get("init") == "hqs" else {}
+    inference = {}
+    if training.get("init") == "hqs":  # the schedule's inference settings (final step, coarsest level)
+        from .schedule import hqs_schedule
+
+        start = hqs_schedule(kernel_size=model.config.kernel_size, **(training.get("hqs_args") or {}))
+        inference = {k: start.meta[k] for k in ("final_image", "coarsest", "lam_rule") if k in start.meta}
     model.meta = dict(inference)
     training.update(steps_done=step, run_dir=str(run_dir), wall_seconds=meta.get("wall_seconds"))
     metrics = {"best_val_psnr": meta.get("best_val_psnr"), "best_step": meta.get("best_step"),

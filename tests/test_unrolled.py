@@ -352,3 +352,23 @@ def test_schedule_network_deblurs_with_the_nonblind_final_step():
     sigma, noisy, _, weight = noise_rules(yn)
     assert noisy and weight > 0
     np.testing.assert_allclose(out, deconvolve(yn, k, weight=weight), atol=1e-6)
+
+
+def test_image_latent_schedule_inference_settings():
+    """The L0 image-latent schedule runs from a 5 px coarsest window and
+    scales its thresholds with the kernel window as tv.lam_for does."""
+    from hqsdeblur.deblur import _window_prior
+    from hqsdeblur.schedule import hqs_schedule
+    from hqsdeblur.tv import lam_for
+
+    m = hqs_schedule(kernel_size=31, latent="image")
+    assert m.config.latent == "image" and m.config.shrink == "l0" and m.config.restart
+    assert m.meta["coarsest"] == 5 and m.meta["final_image"] == "nonblind"
+    assert _window_prior(m, 31) is m
+    m75 = _window_prior(m, 75)
+    np.testing.assert_allclose(m75.params["bias"], m.params["bias"] * lam_for(75) / lam_for(31))
+    assert _window_prior(m, 75) is m75  # cached
+    # the published-style models are left as they are
+    cfg, p = _tiny()
+    plain = UnrolledModel(cfg, p)
+    assert _window_prior(plain, 75) is plain
