@@ -63,7 +63,7 @@ from .errors import InputError
 from .nonblind import _ffts, _local, _prepare, _resolve_backend, deconvolve, derivative_otfs, grad, grad_adjoint
 from .steps import fourier
 from .steps.features import feature_update
-from .steps.kernel import center_of_mass_shift, kernel_ls, project_simplex, shift_kernel
+from .steps.kernel import clean_normalize, kernel_ls, project_simplex
 
 __all__ = ["blind_deconvolve", "estimate_kernel", "kernel_support", "gradient_sparsity", "pyramid_sizes",
            "lam_for", "noise_rules", "DEFAULTS", "CANDIDATES"]
@@ -268,25 +268,11 @@ def gradient_sparsity(image, *, border=0):
 
 def _clean_kernel(k, *, threshold, min_component, constraint):
     """Kernel constraint on the host: non-negative, sparse, connected, sum 1,
-    centred."""
+    centred (:func:`~hqsdeblur.steps.kernel.clean_normalize` on the whole
+    window, after the simplex projection when `constraint` asks for it)."""
     if constraint == "simplex":
         k = project_simplex(k)
-    else:
-        k = np.maximum(k, 0)
-    m = k.max()
-    if not m > 0:
-        out = np.zeros_like(k)
-        out[k.shape[0] // 2, k.shape[1] // 2] = 1
-        return out
-    k = np.where(k >= threshold * m, k, 0)
-    if min_component > 0:
-        lab, n = ndimage.label(k > 0, structure=np.ones((3, 3)))
-        if n > 1:
-            mass = ndimage.sum(k, lab, index=np.arange(1, n + 1))
-            small = np.flatnonzero(mass < min_component * mass.sum()) + 1
-            k = np.where(np.isin(lab, small), 0, k)
-    k = k / k.sum()
-    return shift_kernel(k, center_of_mass_shift(k))
+    return clean_normalize(k, k.shape, threshold=threshold, min_component=min_component)[0]
 
 
 def _level_shape(shape, scale):
