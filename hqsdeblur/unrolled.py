@@ -122,7 +122,6 @@ class UnrolledConfig:
             if kl and not (0 <= kl[0] and kl[-1] < self.layers):
                 raise ValueError(f"kernel_layers must lie in 0..{self.layers - 1}")
             object.__setattr__(self, "kernel_layers", kl)  # JSON gives a list
-        object.__setattr__(self, "_kset", None if self.kernel_layers is None else frozenset(self.kernel_layers))
 
     def to_dict(self):
         d = dataclasses.asdict(self)
@@ -132,7 +131,7 @@ class UnrolledConfig:
 
     def kernel_step(self, t):
         """Whether layer `t` ends with a kernel step."""
-        return self._kset is None or t in self._kset
+        return self.kernel_layers is None or t in self.kernel_layers
 
     def feature_index(self, t):
         """Which effective filter layer `t` reads: the published network
@@ -387,9 +386,9 @@ class UnrolledModel:
         Z = fourier.rfft2_stack(z)
         if T is not None:
             T.u0 = u0
+        W = fourier.psf2otf(A0, S, centre=(cfg.filter_size // 2,) * 2)  # (C, Cin, F1, F2)
         if imgl:
-            Wl = fourier.psf2otf(A0, S, centre=(cfg.filter_size // 2,) * 2)[:, 0]  # (C, F1, F2)
-            Yg0 = Yg[0]
+            Wl, Yg0 = W[:, 0], Yg[0]  # the latent layers' filters: those of the reconstruction
             if T is not None:
                 T.Wl = Wl
         G = g = None
@@ -436,7 +435,6 @@ class UnrolledModel:
         Gf = fourier.rfft2_stack(gfin)
         Y0 = Yg if outs is None else be.rfft2(ygrid)  # the same transform
         K = fourier.psf2otf(k, S, centre=(0, 0))
-        W = fourier.psf2otf(A0, S, centre=(cfg.filter_size // 2,) * 2)  # (C, Cin, F1, F2)
         eta = cfg.prox_scale * p["eta"]
         if gray_in:
             X = reconstruct.reconstruct(Y0[0], K, W[:, 0], Gf, eta)
