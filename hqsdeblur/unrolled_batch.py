@@ -68,6 +68,10 @@ def forward_batch(model, ys, *, dtype=None, k0=None, max_batch=16, border="smoot
         raise ValueError(f"forward_batch expects a (B, H, W) stack, got shape {tuple(ys.shape)}")
     if model.config.image_channels != 1:
         raise ValueError("forward_batch supports gray models only")
+    if model.config.latent != "features":
+        # the stacked iteration is the feature-latent one; the image latent
+        # runs through UnrolledModel.forward (its general path, any backend)
+        raise ValueError("forward_batch supports latent='features' models only")
     if border not in ("smooth", "wrap"):
         raise ValueError(f"forward_batch supports the 'smooth' and 'wrap' borders, not {border!r}")
     Ksz = model.config.kernel_size

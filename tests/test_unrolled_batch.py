@@ -61,6 +61,13 @@ def test_initial_kernels(model):
         forward_batch(model, ys, k0=k0[:1])
 
 
+def test_refuses_image_latent_models():
+    from hqsdeblur.schedule import hqs_schedule
+
+    with pytest.raises(ValueError, match="latent"):
+        forward_batch(hqs_schedule(kernel_size=9, latent="image", iterations=2), _stack(1))
+
+
 def test_refuses_wrong_shapes(model):
     with pytest.raises(ValueError):
         forward_batch(model, np.zeros((40, 40)))
