@@ -359,6 +359,19 @@ def gradient_precision(model, batch, **kwargs):
 # model creation, checkpoints, export
 # --------------------------------------------------------------------------
 
+def _inference_meta(init, kernel_size, hqs_args):
+    """The inference settings a trained model keeps from its start: for a
+    schedule network (``init='hqs'``) the non-blind final step, the coarsest
+    pyramid window and the window rule of its prior weight
+    (:func:`hqsdeblur.schedule.hqs_schedule`'s metadata); none otherwise."""
+    if init != "hqs":
+        return {}
+    from .schedule import hqs_schedule
+
+    start = hqs_schedule(kernel_size=kernel_size, **(hqs_args or {}))
+    return {k: start.meta[k] for k in ("final_image", "coarsest", "lam_rule") if k in start.meta}
+
+
 def _log_groups(model):
     """Groups Adam updates in log space: a schedule-initialised network's
     thresholds and weights span orders of magnitude."""
@@ -456,14 +469,7 @@ def export_model(run_dir, path, *, which="best", overwrite=True, levin_limit=Non
     ckpt = run_dir / CHECKPOINT
     model, _, step, meta = load_checkpoint(ckpt)
     training = dict(meta.get("options", {}))
-    # a schedule network's features are two gradients: its kernel is meant
-    # for the non-blind final step, not for its own L2 reconstruction
-    inference = {}
-    if training.get("init") == "hqs":  # the schedule's inference settings (final step, coarsest level)
-        from .schedule import hqs_schedule
-
-        start = hqs_schedule(kernel_size=model.config.kernel_size, **(training.get("hqs_args") or {}))
-        inference = {k: start.meta[k] for k in ("final_image", "coarsest", "lam_rule") if k in start.meta}
+    inference = _inference_meta(training.get("init"), model.config.kernel_size, training.get("hqs_args"))
     model.meta = dict(inference)
     training.update(steps_done=step, run_dir=str(run_dir), wall_seconds=meta.get("wall_seconds"))
     metrics = {"best_val_psnr": meta.get("best_val_psnr"), "best_step": meta.get("best_step"),
@@ -816,8 +822,8 @@ def train(images, out, *, steps=1000, batch=8, patch=96, channels=16, layers=10,
         model = make_model(channels=channels, layers=layers, kernel_size=kernel_size, init=init,
                            init_from=init_from, seed=seed, hqs_args=hqs_args)
         opt = Adam(model.params, lr=lr, weight_decay=weight_decay, log_scale=_log_groups(model))
-    # the schedule network is validated (and used) with the non-blind final step
-    model.meta = {"final_image": "nonblind"} if init == "hqs" else {}
+    # a schedule network is validated (and used) with its inference settings
+    model.meta = _inference_meta(init, kernel_size, hqs_args)
     with atomic_write(out / "options.json", overwrite=True, mode="w") as fh:
         json.dump(options, fh, indent=1, default=_json_default)
 
