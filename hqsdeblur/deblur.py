@@ -274,8 +274,8 @@ def unrolled_deblur(img, *, model=None, kernel_size=None, exact=False, colour="n
     With `pyramid` (default unless `exact`) the network runs coarse to fine
     (:func:`hqsdeblur.coarse_to_fine.unrolled_coarse_to_fine`, the classical
     mode's 'wrap' border) from a kernel window of `coarsest` up to
-    `kernel_size`: on Levin's 32 images the shipped model scores 29.12 dB
-    (ER <= 3 on 97 %) against 25.23 dB (53 %) for one pass at full size
+    `kernel_size`: on Levin's 32 images the shipped model scores 29.33 dB
+    (ER <= 3 on 97 %) against 25.11 dB (53 %) for one pass at full size
     (``benchmarks/eval_all.py``, methods ``ours_c2f`` and ``ours``), and
     kernels larger than the model's window are estimated at full resolution.
     Without it the network runs once (on a downscaled copy when the kernel
