@@ -147,6 +147,7 @@ def split_summaries(rows, dataset):
 
 def run_one(name, dataset, *, limit=None, progress=True):
     started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    commit = git_commit()  # the code the run started on (commits may land while it runs)
     meth = make_method(name, dataset)
     meth(np.random.default_rng(0).random((256, 256)))  # warm-up: JIT compilation, model load
     cpu0 = time.process_time()
@@ -157,7 +158,7 @@ def run_one(name, dataset, *, limit=None, progress=True):
         "label": LABELS[name],
         "dataset": dataset,
         "started_utc": started,
-        "git_commit": git_commit(),
+        "git_commit": commit,
         "command": "PYTHONPATH=. python benchmarks/eval_all.py --datasets {} --methods {}".format(dataset, name)
         + (f" --limit {limit}" if limit else ""),
         "cpu_seconds_per_image_incl_scoring": cpu / max(1, len(rows)),
@@ -226,7 +227,7 @@ def _load_results():
                 "dataset": ds, "method": "tv", "rows": d["rows"], "summaries": split_summaries(d["rows"], ds),
                 "command": d.get("command", "PYTHONPATH=. python benchmarks/eval_tv.py"),
                 "started_utc": d.get("started_utc", "-"), "git_commit": d.get("git_commit", "-"),
-                "code": {"tv.py": d.get("code", {}).get("tv.py") or file_info(REPO / "hqsdeblur" / "tv.py")},
+                "code": {"tv.py": (d.get("code") or {}).get("tv.py")},  # unknown unless eval_tv recorded it
             }
     return res
 
@@ -265,8 +266,9 @@ def _commands(res, dataset, order):
         d = res.get((dataset, m))
         if d is not None:
             extra = f", model sha256 {d['model']['sha256']}" if d.get("model") else ""
-            if m == "tv":
-                extra += f", tv.py sha256 {d['code']['tv.py']['sha256']}"
+            tv_file = (d.get("code") or {}).get("tv.py") if m == "tv" else None
+            if tv_file:
+                extra += f", tv.py sha256 {tv_file['sha256']}"
             lines.append(f"    {d['command']}   # {d['started_utc']}, commit {d['git_commit']}{extra}")
     return "\n".join(lines)
 

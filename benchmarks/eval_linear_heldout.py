@@ -135,6 +135,7 @@ def main(argv=None):
     doc = json.loads(out.read_text()) if out.exists() else {}
     per = doc.get("methods", {})
     started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    commit = git_commit()  # the code the run started on (commits may land while it runs)
     for m in args.methods:
         meth = make_method(m)
         meth(items[0][1])  # warm-up (JIT compilation, model load), not timed
@@ -149,7 +150,7 @@ def main(argv=None):
             print(f"{m:16s} {name:8s} len {length:4.1f} ang {angle:6.1f} PSNR {row['psnr']:6.2f} "
                   f"ISNR {row['isnr']:+5.2f} kRMSE {row['kernel_rmse'] or float('nan'):.5f} {dt:5.2f}s",
                   flush=True)
-        entry = {"label": LABELS[m], "measured_utc": started, "git_commit": git_commit(),
+        entry = {"label": LABELS[m], "measured_utc": started, "git_commit": commit,
                  "command": f"PYTHONPATH=. python benchmarks/eval_linear_heldout.py --methods {m}"
                  + (f" --limit {args.limit}" if args.limit else "")
                  + (f" --noise {args.noise:g} --out {args.out}" if args.noise != 0.01 else ""),
