@@ -26,6 +26,8 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import os
+import sys
+import threading
 
 import numpy as np
 import scipy.fft
@@ -108,6 +110,67 @@ def _workers():
         except ValueError:
             pass
     return os.cpu_count() or 1
+
+
+_THREAD = threading.local()
+
+
+def _serial_kernels_here():
+    """Make the compiled kernels called from this thread run on it alone.
+
+    For the worker threads that already split a stack's channels over the
+    cores (:func:`hqsdeblur.steps.fourier._over_slices`): a kernel called
+    there would otherwise open a team of one thread per core inside each of
+    them (2 channel threads x 2 OpenMP threads on 2 cores: a training step
+    gained nothing from the second core). Both settings are per thread, and
+    set once per thread and module.
+    """
+    done = getattr(_THREAD, "serial", None)
+    if done is None:
+        done = _THREAD.serial = set()
+    for name in ("hqsdeblur._ext._elementwise", "hqsdeblur._numba_kernels"):
+        if name in done or name not in sys.modules:
+            continue  # a kernel module loaded later is set at the next call
+        done.add(name)
+        if name.endswith("_elementwise"):
+            sys.modules[name].set_thread_team(1)
+        else:
+            import numba
+
+            numba.set_num_threads(1)
+
+
+_BLAS = []
+
+
+def blas_single_thread(fn):
+    """Decorator: run `fn` with BLAS on one thread (restored afterwards).
+
+    The matrix products here are small (the DFT of a kernel-sized support,
+    3x3 channel mixes) and gain nothing from BLAS threads, and OpenBLAS
+    keeps its threads spinning for a while after each call, taking the
+    cores from the FFT channel threads that run next: one training step of
+    the published network took 1.1 s on 2 cores instead of 0.69 s, and
+    ``tv`` 1.85 s instead of 1.79 s per Levin image. Nested calls cost ~10 us.
+    """
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        if not _BLAS:
+            try:
+                from threadpoolctl import ThreadpoolController
+
+                # made at first use, after NumPy's and SciPy's BLAS loaded
+                _BLAS.append(ThreadpoolController())
+            except ImportError:  # pragma: no cover - a declared dependency
+                _BLAS.append(None)
+        if _BLAS[0] is None:
+            return fn(*args, **kwargs)
+        with _BLAS[0].limit(limits=1, user_api="blas"):
+            return fn(*args, **kwargs)
+
+    return wrapper
 
 
 def _reference_kernels():

@@ -12,7 +12,7 @@ import os
 
 import numpy as np
 
-from .backend import backend_for, get_backend, to_numpy, use_backend
+from .backend import backend_for, blas_single_thread, get_backend, to_numpy, use_backend
 from .errors import InputError
 from .validate import LUMA, as_image, check_finite_output, check_kernel_size
 
@@ -61,6 +61,7 @@ def _resolve_model(model):
     return model
 
 
+@blas_single_thread
 def deblur(
     image,
     *,

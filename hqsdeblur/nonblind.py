@@ -26,7 +26,7 @@ import threading
 import numpy as np
 import scipy.fft
 
-from .backend import _workers, backend_for, get_backend, get_array_module, to_numpy
+from .backend import _workers, backend_for, blas_single_thread, get_backend, get_array_module, to_numpy
 from .boundary import crop, edgetaper, pad_for, pad_smooth_wrap
 from .errors import InputError
 from .steps import fourier
@@ -241,6 +241,7 @@ def _beta_schedule(iterations, beta_min=1.0, beta_max=2.0**10):
     return [beta_min * r**i for i in range(n)]
 
 
+@blas_single_thread
 def deconvolve(
     image,
     kernel,

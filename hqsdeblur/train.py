@@ -63,6 +63,7 @@ from pathlib import Path
 import numpy as np
 
 from . import backend as _backend
+from .backend import blas_single_thread
 from .data import PairSampler, BatchStream, list_images, make_batch, split_images
 from .errors import HqsdeblurError, InputError, ModelError, OutputError
 from .io import atomic_path, atomic_write
@@ -277,6 +278,7 @@ def patch_loss_and_grads(model, blurred, sharp, k_true, *, kappa=100.0, kernel_s
     return {"image_mse": img, "kernel_mse": kmse, "loss": img + kappa * kmse}, grads
 
 
+@blas_single_thread
 def batch_loss_and_grads(model, batch, **kwargs):
     """Average of :func:`patch_loss_and_grads` over the patches of a batch
     (patches in order, accumulated in float64, so the result is deterministic)."""
@@ -301,6 +303,7 @@ def _psnr(a, b):
     return 10.0 * math.log10(1.0 / max(mse, 1e-12))
 
 
+@blas_single_thread
 def validate(model, batch, *, dtype=np.float32, border=None, max_shift=0, extension="smooth"):
     """Mean PSNR (dB) of the clipped output and of the input on the patch interiors
     (each at its best integer shift within ``+-max_shift``). For a model whose
@@ -647,6 +650,7 @@ def _images(images):
     return list(images)
 
 
+@blas_single_thread
 def train(images, out, *, steps=1000, batch=8, patch=96, channels=16, layers=10, kernel_size=45,
           kernels="mixed", lr=1e-3, min_lr=None, schedule="cosine", warmup=None, clip=1.0,
           kappa=100.0, kernel_shift=3, image_shift=0, weight_decay=0.0, init="xavier", init_from=None,

@@ -57,7 +57,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from scipy import ndimage
 
-from .backend import _workers, get_backend, to_numpy
+from .backend import _workers, blas_single_thread, get_backend, to_numpy
 from .boundary import pad_smooth_wrap
 from .errors import InputError
 from .nonblind import _ffts, _local, _prepare, _resolve_backend, deconvolve, derivative_otfs, grad, grad_adjoint
@@ -449,6 +449,7 @@ def _check_params(prior, params):
     return p
 
 
+@blas_single_thread
 def estimate_kernel(
     y,
     kernel_size,
@@ -622,6 +623,7 @@ def _run_estimates(ests, score, n_threads, progress):
         return list(pool.map(finish_1, ests))
 
 
+@blas_single_thread
 def blind_deconvolve(
     image,
     *,

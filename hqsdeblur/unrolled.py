@@ -31,7 +31,7 @@ import dataclasses
 
 import numpy as np
 
-from .backend import backend_for, get_backend, use_backend, to_numpy
+from .backend import backend_for, blas_single_thread, get_backend, to_numpy, use_backend
 from .steps import border as border_ext
 from .steps import features, filters, fourier, kernel, reconstruct, shrink
 from .validate import LUMA  # rgb2gray weights
@@ -270,6 +270,7 @@ class UnrolledModel:
         return A0, ws
 
     # --------------------------------------------------------------- forward
+    @blas_single_thread
     def forward(self, y, *, exact=False, border=None, recenter=None, dtype=None, tape=False, backend=None, return_state=False, k0=None):
         """Deblur one gray image (or a colour image for a colour model).
 
@@ -489,6 +490,7 @@ class UnrolledModel:
         self._cache[key] = out
         return out
 
+    @blas_single_thread
     def forward_batch(self, ys, *, dtype=None, k0=None, max_batch=16):
         """Fast-mode forward of a (B, H, W) stack of same-size gray images,
         each layer one pass over the whole stack (the fast path on a GPU);
@@ -709,6 +711,7 @@ class UnrolledModel:
         return x, k
 
     # -------------------------------------------------------------- backward
+    @blas_single_thread
     def backward(self, T, xbar, kbar=None):
         """Gradients of a loss with respect to every parameter group.
 
@@ -983,9 +986,7 @@ def _initial_kernel(k0, size, xp, dtype):
 
 def _smooth_grid(shape, pad):
     """FFT grid for the smooth periodic border: one extension of `pad` per axis."""
-    import scipy.fft as sfft
-
-    return tuple(int(sfft.next_fast_len(n + pad, real=True)) for n in shape[-2:])
+    return tuple(fourier.fast_len(n + pad) for n in shape[-2:])
 
 
 #: How the observation is extended to the FFT grid (content at (pad, pad)):
@@ -1004,13 +1005,11 @@ def _wrap_band(pad):
 
 
 def border_grid(shape, pad, border):
-    """FFT grid (5-smooth sizes) for the 'smooth' and 'wrap' borders."""
+    """FFT grid (7-smooth sizes) for the 'smooth' and 'wrap' borders."""
     if border == "smooth":
         return _smooth_grid(shape, pad)
-    import scipy.fft as sfft
-
     band = _wrap_band(pad)
-    return tuple(int(sfft.next_fast_len(n + band, real=True)) for n in shape[-2:])
+    return tuple(fourier.fast_len(n + band) for n in shape[-2:])
 
 
 def extend(y, S, pad, border):

@@ -280,3 +280,69 @@ def test_reference_vjps_finite_differences(W):
         e[c] = 1
         dS = fd(ref.soft_shrink, [x, b], 1, e)
         assert np.isclose(np.sum(p["gbar"] * dS), bb[c], rtol=1e-6)
+
+
+# --------------------------------------------------------------------------
+# Threads: kernels called inside the FFT channel threads run serially there,
+# and BLAS runs on one thread inside the library's entry points.
+
+
+def test_channel_threads_run_kernels_serially():
+    mod = _load_cython()
+    import threading
+
+    from hqsdeblur.backend import _serial_kernels_here
+    from hqsdeblur.steps import fourier
+
+    main_team = mod.thread_team()
+    seen = []
+
+    def worker():
+        _serial_kernels_here()
+        seen.append(mod.thread_team())
+
+    t = threading.Thread(target=worker)
+    t.start()
+    t.join()
+    assert seen == [1]
+    assert mod.thread_team() == main_team  # a per-thread setting
+
+    # the channel loop sets it in every thread it uses
+    teams = []
+    fourier._over_slices(4, 2, lambda i, w: teams.append((threading.get_ident(), mod.thread_team(), w)))
+    assert len(teams) == 4 and all(tm == 1 and w == 1 for _, tm, w in teams)
+    assert mod.thread_team() == main_team
+
+
+def test_blas_single_thread_inside_entry_points():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from hqsdeblur.backend import blas_single_thread
+
+    def blas_threads():
+        return [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+
+    before = blas_threads()
+
+    @blas_single_thread
+    def inner(x):
+        return blas_threads(), x
+
+    inside, x = inner(3)
+    assert x == 3 and all(n == 1 for n in inside)
+    assert blas_threads() == before
+    assert inner.__name__ == "inner"
+
+
+def test_fast_len_is_the_smallest_7_smooth_size():
+    from hqsdeblur.steps.fourier import fast_len
+
+    def smooth(n):
+        for p in (2, 3, 5, 7):
+            while n % p == 0:
+                n //= p
+        return n == 1
+
+    for n in range(1, 1200):
+        m = fast_len(n)
+        assert m >= n and smooth(m) and not any(smooth(j) for j in range(n, m))
+    assert fast_len(334) == 336

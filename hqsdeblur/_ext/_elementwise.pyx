@@ -43,6 +43,8 @@ __all__ = [
     "kernel_ls_vjp",
     "reconstruct_gray",
     "have_openmp",
+    "set_thread_team",
+    "thread_team",
 ]
 
 cdef enum:
@@ -52,17 +54,38 @@ cdef enum:
 cdef extern from *:
     """
     #ifdef _OPENMP
+    #include <omp.h>
     static const int HQS_HAVE_OPENMP = 1;
+    static void hqs_set_team(int n) { omp_set_num_threads(n); }
+    static int hqs_team(void) { return omp_get_max_threads(); }
     #else
     static const int HQS_HAVE_OPENMP = 0;
+    static void hqs_set_team(int n) { (void)n; }
+    static int hqs_team(void) { return 1; }
     #endif
     """
     const int HQS_HAVE_OPENMP
+    void hqs_set_team(int n) nogil
+    int hqs_team() nogil
 
 
 def have_openmp():
     """Whether this extension was compiled with OpenMP support."""
     return bool(HQS_HAVE_OPENMP)
+
+
+def set_thread_team(int n):
+    """Size of the OpenMP teams that this calling thread opens from now on
+    (``omp_set_num_threads``: a per-thread setting). The FFT channel threads
+    set 1, so that a kernel called inside one of them does not open a
+    second team on cores that the other channel threads already use."""
+    hqs_set_team(max(1, n))
+
+
+def thread_team():
+    """Size of the OpenMP team this calling thread would open (1 without
+    OpenMP)."""
+    return hqs_team()
 
 
 def _rview(a, Py_ssize_t lead):

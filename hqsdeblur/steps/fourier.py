@@ -22,7 +22,7 @@ import functools
 import numpy as np
 import scipy.fft
 
-from ..backend import backend_for
+from ..backend import _serial_kernels_here, backend_for
 
 __all__ = [
     "fft_shape",
@@ -43,6 +43,32 @@ __all__ = [
 ]
 
 
+@functools.lru_cache(maxsize=4096)
+def fast_len(n):
+    """The smallest 7-smooth integer ``>= n`` (only factors 2, 3, 5, 7).
+
+    pocketfft transforms 7-smooth lengths as fast per point as 5-smooth ones
+    (within +-10 % over 300..1100 here), and the nearest 7-smooth size is
+    often smaller than ``scipy.fft.next_fast_len(n, real=True)`` (5-smooth):
+    336 instead of 360 for 334, the grid of a 290-row image and a 45-tap
+    kernel, whose network forward then runs ~10 % faster.
+
+    Examples
+    --------
+    >>> fast_len(334), fast_len(494), fast_len(1)
+    (336, 500, 1)
+    """
+    m = max(1, int(n))
+    while True:
+        k = m
+        for p in (2, 3, 5, 7):
+            while k % p == 0:
+                k //= p
+        if k == 1:
+            return m
+        m += 1
+
+
 def fft_shape(shape, *, pad=0, multiple=None):
     """FFT grid for an array of `shape` padded by `pad` on every side.
 
@@ -54,8 +80,8 @@ def fft_shape(shape, *, pad=0, multiple=None):
         Padding added on each side (e.g. ``kernel_size - 1``).
     multiple : int, optional
         Round each side up to a multiple of this (the published network uses
-        64). Default: the next 5-smooth size (``scipy.fft.next_fast_len``),
-        which is smaller and as fast.
+        64). Default: the next 7-smooth size (:func:`fast_len`), which is
+        smaller and as fast.
 
     Examples
     --------
@@ -68,7 +94,7 @@ def fft_shape(shape, *, pad=0, multiple=None):
         if multiple:
             m = -(-m // multiple) * multiple
         else:
-            m = scipy.fft.next_fast_len(m, real=True)
+            m = fast_len(m)
         out.append(int(m))
     return tuple(out)
 
@@ -230,7 +256,13 @@ def _over_slices(n, workers, fn):
             fn(i, workers)
         return
     nt = min(workers, n)
-    list(_pool(nt).map(lambda g: [fn(i, 1) for i in range(g, n, nt)], range(nt)))
+
+    def group(g):
+        _serial_kernels_here()  # the threads already use the cores
+        for i in range(g, n, nt):
+            fn(i, 1)
+
+    list(_pool(nt).map(group, range(nt)))
 
 
 _POOLS = {}
