@@ -5,7 +5,7 @@ backend, with peak memory.
 Every case runs in its own subprocess (so ``ru_maxrss`` is that case's peak
 resident memory); times are the best of N, in ms and in FFT-equivalents (one
 float32 ``rfft2`` of the case's own grid: the image size rounded up to a
-7-smooth size, measured in the same subprocess). ``--quick`` runs only the
+5-smooth size, measured in the same subprocess). ``--quick`` runs only the
 small sizes (256^2 and 290x450).
 
 Run ``python benchmarks/bench_suite.py [--quick] [--backend NAME]``.
@@ -54,13 +54,13 @@ def _image(shape, colour, seed=0):
 
 def run_case(task, shape, colour, backend, repeat):
     """Run one case in this process; return a dict of results."""
+    import scipy.fft
+
     from bench_unrolled import MODEL, measure
     from hqsdeblur.backend import use_backend
 
     y, k = _image(shape, colour)
-    from hqsdeblur.steps.fourier import fast_len
-
-    grid = tuple(fast_len(n) for n in shape)
+    grid = tuple(scipy.fft.next_fast_len(n, real=True) for n in shape)
     if task in ("unrolled", "train_step"):
         from hqsdeblur.model_io import load_model
 

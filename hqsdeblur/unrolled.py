@@ -1005,11 +1005,15 @@ def _wrap_band(pad):
 
 
 def border_grid(shape, pad, border):
-    """FFT grid (7-smooth sizes) for the 'smooth' and 'wrap' borders."""
+    """FFT grid for the 'smooth' (7-smooth sizes, :func:`fourier.fast_len`)
+    and 'wrap' borders (5-smooth, as the classical mode whose border it is;
+    the shipped schedule network was trained and scored on those grids)."""
     if border == "smooth":
         return _smooth_grid(shape, pad)
+    import scipy.fft as sfft
+
     band = _wrap_band(pad)
-    return tuple(fourier.fast_len(n + band) for n in shape[-2:])
+    return tuple(int(sfft.next_fast_len(n + band, real=True)) for n in shape[-2:])
 
 
 def extend(y, S, pad, border):
