@@ -575,6 +575,24 @@ class _Estimate:
                 step()
 
 
+class _Given:
+    """A kernel estimated elsewhere, as a finished candidate."""
+
+    levels = ()
+
+    def __init__(self, k, kernel_size, i):
+        k = np.asarray(to_numpy(k), dtype=np.float64)
+        if k.shape != (kernel_size, kernel_size) or not np.all(np.isfinite(k)) or k.sum() <= 0:
+            raise InputError(f"extra_kernels[{i}] must be a finite ({kernel_size}, {kernel_size}) kernel "
+                             f"with a positive sum, not shape {k.shape}.")
+        self.kernel = np.clip(k, 0, None) / np.clip(k, 0, None).sum()
+        self.params = {"given": i}
+        self.info = {"levels": [], "kernels": [self.kernel.copy()]}
+
+    def advance(self, n_levels, step=None):
+        pass
+
+
 @contextlib.contextmanager
 def _one_fft_worker():
     outer = getattr(_local, "fft_workers", None)
@@ -636,6 +654,7 @@ def blind_deconvolve(
     iterations=None,
     filters=None,
     candidates=None,
+    extra_kernels=None,
     backend=None,
     progress=None,
     return_info=False,
@@ -677,6 +696,10 @@ def blind_deconvolve(
         threads on a multi-core host, one per core, unless
         ``HQSDEBLUR_FFT_WORKERS=1``). Noisy input (noise level above
         ``noisy``) runs the first candidate only.
+    extra_kernels : sequence of (kernel_size, kernel_size) arrays, optional
+        Kernels estimated elsewhere (e.g. by the unrolled network) that
+        compete in the same selection, after the schedules (their
+        ``params`` in the info are ``{'given': i}``).
     backend : str, optional
         Backend name; CuPy input runs on 'cupy'.
     progress : callable, optional
@@ -761,6 +784,8 @@ def blind_deconvolve(
     ests = [_Estimate(source, kernel_size, prior, filters, be,
                       {**{key: v for key, v in cand.items() if key not in skip}, **user})
             for cand in candidates]
+    for i, kx in enumerate(extra_kernels or ()):
+        ests.append(_Given(kx, kernel_size, i))
 
     def score(est):
         k = est.kernel

@@ -235,6 +235,30 @@ def test_candidates_choose_the_sparsest_result():
         blind_deconvolve(y, kernel_size=13, candidates=[{"not_a_parameter": 1}])
 
 
+def test_extra_kernels_compete_in_the_selection():
+    """A kernel estimated elsewhere joins the candidates: the true kernel
+    (sparsest result) is chosen, a spread-out one is rejected, bad ones are
+    refused up front."""
+    y = _blur(_scene(96, seed=6), _motion_kernel())
+    kt = np.zeros((13, 13))
+    kt[1:12, 1:12] = _motion_kernel()
+    cands = [{"iterations": 1, "lam": 0.05}]
+    out, k, info = blind_deconvolve(y, kernel_size=13, candidates=cands, extra_kernels=[kt], return_info=True)
+    assert len(info["candidates"]) == 2 and info["candidates"][1]["params"] == {"given": 0}
+    sp = [c["sparsity"] for c in info["candidates"]]
+    assert info["chosen"] == int(np.argmin(sp))
+    assert info["chosen"] == 1 and np.allclose(k, kt)
+    # a kernel spread over its window is rejected like a failed estimate
+    flat = np.ones((13, 13)) / 169
+    _, k2, info2 = blind_deconvolve(y, kernel_size=13, candidates=cands, extra_kernels=[flat], max_support=5.0,
+                                    return_info=True)
+    assert info2["candidates"][1]["rejected"] and info2["candidates"][1]["sparsity"] is None
+    assert info2["chosen"] != 1 and not np.allclose(k2, flat)
+    for bad in (np.ones((11, 11)), np.full((13, 13), np.nan), np.zeros((13, 13))):
+        with pytest.raises(InputError):
+            blind_deconvolve(y, kernel_size=13, extra_kernels=[bad])
+
+
 def test_lam_carry_changes_the_schedule():
     y = _blur(_scene(80, seed=7), _motion_kernel())
     a = estimate_kernel(y, 13, iterations=2)

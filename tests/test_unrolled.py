@@ -354,6 +354,39 @@ def test_schedule_network_deblurs_with_the_nonblind_final_step():
     np.testing.assert_allclose(out, deconvolve(yn, k, weight=weight), atol=1e-6)
 
 
+def test_schedule_network_classical_check():
+    """Beyond twice the model's window (or when asked) the network's kernel
+    competes with the classical candidates: the result is the classical
+    selection with that kernel as one more candidate."""
+    import skimage.data
+    from scipy.ndimage import convolve
+
+    from hqsdeblur import deblur
+    from hqsdeblur.data import linear_kernel
+    from hqsdeblur.errors import InputError
+    from hqsdeblur.schedule import hqs_schedule
+    from hqsdeblur.tv import blind_deconvolve
+
+    x = skimage.data.camera()[::4, ::4] / 255.0
+    y = convolve(x, linear_kernel(7, 30, size=15), mode="wrap")
+    m = hqs_schedule(kernel_size=7)  # a 7 px window: 15 is beyond 2x
+    _, k_net = deblur(y, method="unrolled", model=m, kernel_size=15, classical_check=False)
+    out, k = deblur(y, method="unrolled", model=m, kernel_size=15)
+    ref, k_ref, info = blind_deconvolve(y, kernel_size=15, extra_kernels=[k_net], return_info=True)
+    np.testing.assert_allclose(k, k_ref)
+    np.testing.assert_allclose(out, ref, atol=1e-6)
+    assert info["candidates"][-1]["params"] == {"given": 0}
+    # within twice the window: the network alone, unless asked
+    _, k13 = deblur(y, method="unrolled", model=m, kernel_size=13)
+    _, k13n = deblur(y, method="unrolled", model=m, kernel_size=13, classical_check=False)
+    np.testing.assert_array_equal(k13, k13n)
+    _, k13c = deblur(y, method="unrolled", model=m, kernel_size=13, classical_check=True)
+    _, k13r = blind_deconvolve(y, kernel_size=13, extra_kernels=[k13n])
+    np.testing.assert_allclose(k13c, k13r)
+    with pytest.raises(InputError):
+        deblur(y, method="unrolled", model=m, kernel_size=15, classical_check="sometimes")
+
+
 def test_image_latent_schedule_inference_settings():
     """The L0 image-latent schedule runs from a 5 px coarsest window and
     scales its thresholds with the kernel window as tv.lam_for does."""
