@@ -370,29 +370,37 @@ def unrolled_deblur(img, *, model=None, kernel_size=None, exact=False, colour="n
         # the window is not a learned shape: a smaller one is just a config change
         model = model.with_window(ks)
     check_kernel_size(min(ks, window), lum.shape)
+    nb_final = model.meta.get("final_image") == "nonblind"
+    weight = None
+    if nb_final:
+        # a kernel estimator like the classical mode's: its noise rules, as
+        # coarse to fine above
+        from .tv import noise_rules
+
+        _, _, lum, weight = noise_rules(np.asarray(lum))
     if scale < 1:
         small = _resize(lum, scale)
         x_s, k_s = model.forward(xp.asarray(small, dtype=dtype))
         k = _resize_kernel(to_numpy(k_s), ks)
         from .nonblind import deconvolve
 
-        x = deconvolve(img, k, channel_axis=None if gray else -1)
+        x = deconvolve(img, k, channel_axis=None if gray else -1, weight=weight)
         return x, k
     y = xp.asarray(lum, dtype=dtype)
     if gray:
         x, k = model.forward(y, exact=exact)
-        if model.meta.get("final_image") == "nonblind":
+        if nb_final:
             from .nonblind import deconvolve
 
             k = to_numpy(k)
-            return deconvolve(img, k), k
+            return deconvolve(img, k, weight=weight), k
         return to_numpy(x), to_numpy(k)
     x_l, k, state = model.forward(y, exact=exact, return_state=True)
     k = to_numpy(k)
     if colour == "nonblind":
         from .nonblind import deconvolve
 
-        x = deconvolve(img, k, channel_axis=-1)
+        x = deconvolve(img, k, channel_axis=-1, weight=weight)
     else:
         chans = xp.asarray(np.moveaxis(img, -1, 0), dtype=dtype)
         x = np.moveaxis(to_numpy(reconstruct_channels(state, chans, joint=colour == "joint")), 0, -1)

@@ -349,9 +349,14 @@ def test_schedule_network_deblurs_with_the_nonblind_final_step():
     assert k[9:12].sum() > 0.8 and np.count_nonzero(k.sum(axis=0) > 0.02) >= 7
     yn = np.clip(y + 0.01 * np.random.default_rng(1).standard_normal(y.shape), 0, 1)
     out, k = deblur(yn, method="unrolled", model=m)
-    sigma, noisy, _, weight = noise_rules(yn)
+    sigma, noisy, source, weight = noise_rules(yn)
     assert noisy and weight > 0
     np.testing.assert_allclose(out, deconvolve(yn, k, weight=weight), atol=1e-6)
+    # one pass (no pyramid): the same rules, kernel from the smoothed copy
+    out1, k1 = deblur(yn, method="unrolled", model=m, pyramid=False)
+    _, k_src = m.forward(source.astype(np.float32))
+    np.testing.assert_allclose(k1, np.asarray(k_src), atol=1e-7)
+    np.testing.assert_allclose(out1, deconvolve(yn, k1, weight=weight), atol=1e-6)
 
 
 def test_schedule_network_classical_check():
