@@ -141,6 +141,20 @@ def _serial_kernels_here():
 
 
 _BLAS = []
+_BLAS_LOCK = threading.Lock()
+_BLAS_STATE = {"depth": 0, "limiter": None}
+
+
+def _blas_controller():
+    if not _BLAS:
+        try:
+            from threadpoolctl import ThreadpoolController
+
+            # made at first use, after NumPy's and SciPy's BLAS loaded
+            _BLAS.append(ThreadpoolController())
+        except ImportError:  # pragma: no cover - a declared dependency
+            _BLAS.append(None)
+    return _BLAS[0]
 
 
 def blas_single_thread(fn):
@@ -150,25 +164,35 @@ def blas_single_thread(fn):
     3x3 channel mixes) and gain nothing from BLAS threads, and OpenBLAS
     keeps its threads spinning for a while after each call, taking the
     cores from the FFT channel threads that run next: one training step of
-    the published network took 1.1 s on 2 cores instead of 0.69 s, and
-    ``tv`` 1.85 s instead of 1.79 s per Levin image. Nested calls cost ~10 us.
+    the published network took 1.1 s on 2 cores instead of 0.69 s.
+
+    The BLAS setting is process-wide, so the limit is counted over every
+    thread: the first call to enter sets it, the last to leave restores the
+    user's setting (two threads deblurring at once, e.g. Dask workers,
+    leave it as they found it). Nested calls cost a lock and a counter.
+    (Seen here with OpenBLAS 0.3.31: a limit set from a thread other than
+    the main one may not take effect; BLAS then keeps its threads, which
+    is slower, not wrong.)
     """
     import functools
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        if not _BLAS:
-            try:
-                from threadpoolctl import ThreadpoolController
-
-                # made at first use, after NumPy's and SciPy's BLAS loaded
-                _BLAS.append(ThreadpoolController())
-            except ImportError:  # pragma: no cover - a declared dependency
-                _BLAS.append(None)
-        if _BLAS[0] is None:
+        ctl = _blas_controller()
+        if ctl is None:
             return fn(*args, **kwargs)
-        with _BLAS[0].limit(limits=1, user_api="blas"):
+        with _BLAS_LOCK:
+            if _BLAS_STATE["depth"] == 0:
+                _BLAS_STATE["limiter"] = ctl.limit(limits=1, user_api="blas")
+            _BLAS_STATE["depth"] += 1
+        try:
             return fn(*args, **kwargs)
+        finally:
+            with _BLAS_LOCK:
+                _BLAS_STATE["depth"] -= 1
+                if _BLAS_STATE["depth"] == 0:
+                    _BLAS_STATE["limiter"].restore_original_limits()
+                    _BLAS_STATE["limiter"] = None
 
     return wrapper
 

@@ -332,6 +332,53 @@ def test_blas_single_thread_inside_entry_points():
     assert blas_threads() == before
     assert inner.__name__ == "inner"
 
+    # nested, concurrent and failing calls: the limit is set by the first
+    # call to enter and restored by the last to leave (counted with a fake
+    # controller: OpenBLAS's own setting is not reliably visible across
+    # threads)
+    import threading
+
+    from hqsdeblur import backend
+
+    log = []
+
+    class Limiter:
+        def restore_original_limits(self):
+            log.append("restore")
+
+    class Controller:
+        def limit(self, limits, user_api):
+            log.append(("limit", limits, user_api))
+            return Limiter()
+
+    saved = list(backend._BLAS)
+    backend._BLAS[:] = [Controller()]
+    try:
+        release, entered = threading.Event(), threading.Event()
+
+        @blas_single_thread
+        def slow():
+            entered.set()
+            release.wait(5)
+
+        @blas_single_thread
+        def fails():
+            inner(1)  # nested
+            raise ValueError
+
+        t = threading.Thread(target=slow)
+        t.start()
+        entered.wait(5)
+        with pytest.raises(ValueError):
+            fails()
+        assert log == [("limit", 1, "blas")]  # slow() is still inside
+        release.set()
+        t.join()
+        assert log == [("limit", 1, "blas"), "restore"]
+        assert backend._BLAS_STATE["depth"] == 0
+    finally:
+        backend._BLAS[:] = saved
+
 
 def test_fast_len_is_the_smallest_7_smooth_size():
     from hqsdeblur.steps.fourier import fast_len
