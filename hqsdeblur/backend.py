@@ -157,6 +157,20 @@ def _blas_controller():
     return _BLAS[0]
 
 
+def _release_blas_thread():
+    # threadpoolctl (>= 3.6) lets only the thread that first set OpenBLAS's
+    # limit change it again (OpenBLAS's setter is not thread-safe); the
+    # counter above already serialises the set and the restore, which may
+    # run on different threads, so the ownership is dropped after each.
+    try:
+        from threadpoolctl import OpenBLASController
+    except ImportError:  # pragma: no cover - older threadpoolctl: no ownership
+        return
+    clear = getattr(OpenBLASController, "clear_controlling_thread", None)
+    if clear is not None:
+        clear(force=True)
+
+
 def blas_single_thread(fn):
     """Decorator: run `fn` with BLAS on one thread (restored afterwards).
 
@@ -170,9 +184,6 @@ def blas_single_thread(fn):
     thread: the first call to enter sets it, the last to leave restores the
     user's setting (two threads deblurring at once, e.g. Dask workers,
     leave it as they found it). Nested calls cost a lock and a counter.
-    (Seen here with OpenBLAS 0.3.31: a limit set from a thread other than
-    the main one may not take effect; BLAS then keeps its threads, which
-    is slower, not wrong.)
     """
     import functools
 
@@ -184,6 +195,7 @@ def blas_single_thread(fn):
         with _BLAS_LOCK:
             if _BLAS_STATE["depth"] == 0:
                 _BLAS_STATE["limiter"] = ctl.limit(limits=1, user_api="blas")
+                _release_blas_thread()
             _BLAS_STATE["depth"] += 1
         try:
             return fn(*args, **kwargs)
@@ -192,6 +204,7 @@ def blas_single_thread(fn):
                 _BLAS_STATE["depth"] -= 1
                 if _BLAS_STATE["depth"] == 0:
                     _BLAS_STATE["limiter"].restore_original_limits()
+                    _release_blas_thread()
                     _BLAS_STATE["limiter"] = None
 
     return wrapper

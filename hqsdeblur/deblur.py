@@ -266,7 +266,7 @@ def _deblur_large(img, *, method, kernel_size, model, exact, backend, progress, 
     if method == "tv":
         est = dict(options, backend=backend, progress=progress)
     else:
-        est = dict(backend=backend, exact=exact)
+        est = dict(options, backend=backend, exact=exact)  # pyramid, coarsest, classical_check: per crop
     out = np.empty(img.shape, dtype=np.float32)
     return deblur_large(img, kernel_size=ks, method=method, model=model, out=out, deblur_options=est, backend=backend, **t)
 
@@ -311,6 +311,8 @@ def unrolled_deblur(img, *, model=None, kernel_size=None, exact=False, colour="n
     """
     from .unrolled import reconstruct_channels
 
+    if not (classical_check == "auto" or isinstance(classical_check, (bool, np.bool_))):
+        raise InputError(f"classical_check must be 'auto', True or False, not {classical_check!r}")
     model = _resolve_model(model)
     cfg = model.config
     window = cfg.kernel_size
@@ -323,6 +325,10 @@ def unrolled_deblur(img, *, model=None, kernel_size=None, exact=False, colour="n
         pyramid = not exact
     if pyramid and exact:
         raise InputError("--exact (exact=True) runs the published network at one scale only; it cannot run coarse to fine")
+    auto_check = isinstance(classical_check, str)  # 'auto' (checked above)
+    force_check = not auto_check and bool(classical_check)
+    if force_check and not pyramid:
+        raise InputError("classical_check=True runs with the coarse-to-fine path (pyramid=True), not one pass")
     if pyramid:
         from .coarse_to_fine import unrolled_coarse_to_fine
 
@@ -341,9 +347,10 @@ def unrolled_deblur(img, *, model=None, kernel_size=None, exact=False, colour="n
         out = unrolled_coarse_to_fine(model, source, kernel_size=ks, coarsest=coarsest, dtype=dtype,
                                       return_state=joint_state)
         k = np.asarray(to_numpy(out[1]))
-        if classical_check not in ("auto", True, False):
-            raise InputError(f"classical_check must be 'auto', True or False, not {classical_check!r}")
-        check = classical_check is True or (classical_check == "auto" and ks > CHECK_BEYOND * window)
+        check = force_check or (auto_check and ks > CHECK_BEYOND * window)
+        if force_check and not (nb_final and (gray or colour == "nonblind")):
+            raise InputError("classical_check=True needs a schedule network (a model whose final image is the "
+                             "non-blind step) and a gray image or colour='nonblind'")
         if nb_final and check and (gray or colour == "nonblind"):
             from .tv import blind_deconvolve
 

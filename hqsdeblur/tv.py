@@ -582,10 +582,14 @@ class _Given:
 
     def __init__(self, k, kernel_size, i):
         k = np.asarray(to_numpy(k), dtype=np.float64)
-        if k.shape != (kernel_size, kernel_size) or not np.all(np.isfinite(k)) or k.sum() <= 0:
-            raise InputError(f"extra_kernels[{i}] must be a finite ({kernel_size}, {kernel_size}) kernel "
-                             f"with a positive sum, not shape {k.shape}.")
-        self.kernel = np.clip(k, 0, None) / np.clip(k, 0, None).sum()
+        if k.shape != (kernel_size, kernel_size):
+            raise InputError(f"extra_kernels[{i}] has shape {k.shape}; it must be ({kernel_size}, {kernel_size}).")
+        if not np.all(np.isfinite(k)):
+            raise InputError(f"extra_kernels[{i}] holds NaN or infinite values.")
+        k = np.clip(k, 0, None)
+        if not k.sum() > 0:
+            raise InputError(f"extra_kernels[{i}] has no positive entry (a kernel sums to 1).")
+        self.kernel = k / k.sum()
         self.params = {"given": i}
         self.info = {"levels": [], "kernels": [self.kernel.copy()]}
 
@@ -699,7 +703,10 @@ def blind_deconvolve(
     extra_kernels : sequence of (kernel_size, kernel_size) arrays, optional
         Kernels estimated elsewhere (e.g. by the unrolled network) that
         compete in the same selection, after the schedules (their
-        ``params`` in the info are ``{'given': i}``).
+        ``params`` in the info are ``{'given': i}``; one 2-D array is one
+        kernel). On noisy input, where sparsity is no guide, the first given
+        kernel that passes the ``max_support`` check is kept, else the
+        schedule's.
     backend : str, optional
         Backend name; CuPy input runs on 'cupy'.
     progress : callable, optional
@@ -784,7 +791,10 @@ def blind_deconvolve(
     ests = [_Estimate(source, kernel_size, prior, filters, be,
                       {**{key: v for key, v in cand.items() if key not in skip}, **user})
             for cand in candidates]
-    for i, kx in enumerate(extra_kernels or ()):
+    n_sched = len(ests)
+    if extra_kernels is not None and getattr(extra_kernels, "ndim", None) == 2:
+        extra_kernels = [extra_kernels]  # one kernel given as an array
+    for i, kx in enumerate(extra_kernels if extra_kernels is not None else ()):
         ests.append(_Given(kx, kernel_size, i))
 
     def score(est):
@@ -801,11 +811,17 @@ def blind_deconvolve(
 
     tried = _run_estimates(ests, score, _candidate_threads(be, len(ests)), progress)
     best = None
-    for ci, entry in enumerate(tried):
-        if entry["rejected"]:
-            continue
-        if best is None or entry["sparsity"] is None or entry["sparsity"] < tried[best]["sparsity"]:
-            best = ci
+    if noisy and len(tried) > n_sched:
+        # sparsity is no guide on noisy input (above): the first given
+        # kernel that passes the support check, else the schedule's
+        order = list(range(n_sched, len(tried))) + list(range(n_sched))
+        best = next((ci for ci in order if not tried[ci]["rejected"]), None)
+    else:
+        for ci, entry in enumerate(tried):
+            if entry["rejected"]:
+                continue
+            if best is None or entry["sparsity"] is None or entry["sparsity"] < tried[best]["sparsity"]:
+                best = ci
     backed_off = best is None
     if backed_off:
         # Safeguard: a blur kernel is a thin connected path, so one spread

@@ -116,3 +116,14 @@ def test_float32_input_is_read_not_copied_or_changed():
     with pytest.raises(InputError, match="NaN"):
         y2[5, 5, 1] = np.nan
         deblur(y2, kernel_size=9, max_direct_pixels=1000, tiling=TILING)
+
+
+def test_large_route_passes_the_unrolled_options_to_each_crop():
+    y = _blurred((144, 176)).astype(np.float32)
+    x, k = deblur(y, method="unrolled", kernel_size=9, max_direct_pixels=1000, tiling=TILING, backend="numpy",
+                  coarsest=5, classical_check=False)
+    opts = {"backend": "numpy", "exact": False, "coarsest": 5, "classical_check": False}
+    ref, kr = deblur_large(y, kernel_size=9, method="unrolled", deblur_options=opts, backend="numpy", **TILING)
+    np.testing.assert_array_equal(k, kr)
+    with pytest.raises(InputError, match="unknown options"):
+        deblur(y, method="unrolled", kernel_size=9, max_direct_pixels=1000, tiling=TILING, backend="numpy", foo=1)

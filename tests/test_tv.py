@@ -254,9 +254,33 @@ def test_extra_kernels_compete_in_the_selection():
                                     return_info=True)
     assert info2["candidates"][1]["rejected"] and info2["candidates"][1]["sparsity"] is None
     assert info2["chosen"] != 1 and not np.allclose(k2, flat)
-    for bad in (np.ones((11, 11)), np.full((13, 13), np.nan), np.zeros((13, 13))):
-        with pytest.raises(InputError):
+    for bad, msg in ((np.ones((11, 11)), "shape"), (np.full((13, 13), np.nan), "NaN"), (np.zeros((13, 13)), "positive")):
+        with pytest.raises(InputError, match=msg):
             blind_deconvolve(y, kernel_size=13, extra_kernels=[bad])
+    # one kernel as a plain 2-D array
+    _, k3 = blind_deconvolve(y, kernel_size=13, candidates=cands, extra_kernels=kt)
+    np.testing.assert_allclose(k3, k)
+
+
+def test_extra_kernels_on_noisy_input_come_first():
+    """Noisy input: sparsity is no guide, so a given kernel that passes the
+    support check is kept even when the schedule's result is sparser."""
+    rng = np.random.default_rng(3)
+    y = np.clip(_blur(_scene(96, seed=6), _motion_kernel()) + 0.02 * rng.standard_normal((96, 96)), 0, 1)
+    kt = np.zeros((13, 13))
+    kt[1:12, 1:12] = _motion_kernel()
+    from scipy.ndimage import uniform_filter
+
+    wide = uniform_filter(kt, 3)  # a plausible but too wide kernel
+    _, k, info = blind_deconvolve(y, kernel_size=13, extra_kernels=[wide, kt], return_info=True)
+    assert info["noise_level"] > 0.005 and len(info["candidates"]) == 3
+    sp = [c["sparsity"] for c in info["candidates"]]
+    assert sp[2] < sp[1]  # the sparsity rule would have taken the true kernel
+    assert info["chosen"] == 1 and np.allclose(k, wide / wide.sum())
+    # rejected given kernels fall back to the schedule
+    flat = np.ones((13, 13))
+    _, _, info2 = blind_deconvolve(y, kernel_size=13, extra_kernels=[flat], max_support=5.0, return_info=True)
+    assert info2["candidates"][1]["rejected"] and info2["chosen"] in (0, None)
 
 
 def test_lam_carry_changes_the_schedule():

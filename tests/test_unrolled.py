@@ -388,8 +388,13 @@ def test_schedule_network_classical_check():
     _, k13c = deblur(y, method="unrolled", model=m, kernel_size=13, classical_check=True)
     _, k13r = blind_deconvolve(y, kernel_size=13, extra_kernels=[k13n])
     np.testing.assert_allclose(k13c, k13r)
-    with pytest.raises(InputError):
-        deblur(y, method="unrolled", model=m, kernel_size=15, classical_check="sometimes")
+    for bad in ("sometimes", 1, None):
+        with pytest.raises(InputError):
+            deblur(y, method="unrolled", model=m, kernel_size=15, classical_check=bad)
+    with pytest.raises(InputError, match="coarse-to-fine"):
+        deblur(y, method="unrolled", model=m, kernel_size=15, classical_check=True, pyramid=False)
+    _, k_np = deblur(y, method="unrolled", model=m, kernel_size=15, classical_check=np.False_)
+    np.testing.assert_array_equal(k_np, k_net)
 
 
 def test_image_latent_schedule_inference_settings():

@@ -18,6 +18,7 @@ steps:
 from __future__ import annotations
 
 import functools
+import threading
 
 import numpy as np
 import scipy.fft
@@ -271,9 +272,12 @@ def _over_slices(n, workers, fn):
     """``fn(i, fft_workers)`` for i in range(n): with several workers the
     slices are split over threads, each running one-worker FFTs (pocketfft
     releases the GIL; one 2-D slice gains little from its own threads)."""
-    if workers <= 1 or n <= 1:
+    inside = threading.current_thread().name.startswith(_POOL_PREFIX)
+    if workers <= 1 or n <= 1 or inside:
+        # inside a pool thread: serially, never waiting on the pool itself
+        w = 1 if inside else workers
         for i in range(n):
-            fn(i, workers)
+            fn(i, w)
         return
     nt = min(workers, n)
 
@@ -286,13 +290,14 @@ def _over_slices(n, workers, fn):
 
 
 _POOLS = {}
+_POOL_PREFIX = "hqsdeblur-fft"
 
 
 def _pool(n):
     if n not in _POOLS:
         from concurrent.futures import ThreadPoolExecutor
 
-        _POOLS[n] = ThreadPoolExecutor(n, thread_name_prefix="hqsdeblur-fft")
+        _POOLS[n] = ThreadPoolExecutor(n, thread_name_prefix=_POOL_PREFIX)
     return _POOLS[n]
 
 
