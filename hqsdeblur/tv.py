@@ -704,9 +704,10 @@ def blind_deconvolve(
         Kernels estimated elsewhere (e.g. by the unrolled network) that
         compete in the same selection, after the schedules (their
         ``params`` in the info are ``{'given': i}``; one 2-D array is one
-        kernel). On noisy input, where sparsity is no guide, the first given
-        kernel that passes the ``max_support`` check is kept, else the
-        schedule's.
+        kernel). On noisy input the schedules reduce to the first one and
+        the given kernels still compete with it by sparsity (not measured:
+        no evaluation set here has noise and a window large enough for
+        ``deblur``'s classical check).
     backend : str, optional
         Backend name; CuPy input runs on 'cupy'.
     progress : callable, optional
@@ -791,7 +792,6 @@ def blind_deconvolve(
     ests = [_Estimate(source, kernel_size, prior, filters, be,
                       {**{key: v for key, v in cand.items() if key not in skip}, **user})
             for cand in candidates]
-    n_sched = len(ests)
     if extra_kernels is not None and getattr(extra_kernels, "ndim", None) == 2:
         extra_kernels = [extra_kernels]  # one kernel given as an array
     for i, kx in enumerate(extra_kernels if extra_kernels is not None else ()):
@@ -811,17 +811,11 @@ def blind_deconvolve(
 
     tried = _run_estimates(ests, score, _candidate_threads(be, len(ests)), progress)
     best = None
-    if noisy and len(tried) > n_sched:
-        # sparsity is no guide on noisy input (above): the first given
-        # kernel that passes the support check, else the schedule's
-        order = list(range(n_sched, len(tried))) + list(range(n_sched))
-        best = next((ci for ci in order if not tried[ci]["rejected"]), None)
-    else:
-        for ci, entry in enumerate(tried):
-            if entry["rejected"]:
-                continue
-            if best is None or entry["sparsity"] is None or entry["sparsity"] < tried[best]["sparsity"]:
-                best = ci
+    for ci, entry in enumerate(tried):
+        if entry["rejected"]:
+            continue
+        if best is None or entry["sparsity"] is None or entry["sparsity"] < tried[best]["sparsity"]:
+            best = ci
     backed_off = best is None
     if backed_off:
         # Safeguard: a blur kernel is a thin connected path, so one spread
