@@ -81,7 +81,8 @@ def _method_args(parser, *, exact=True):
                              ".npz); default: the model shipped with the package")
     parser.add_argument("--kernel-size", type=_odd_size, metavar="N",
                         help="odd kernel window size (default: 31 for tv, the model's window "
-                             "for unrolled)")
+                             "for unrolled; for unrolled, a window above twice the model's "
+                             "also runs tv's candidates and keeps the kernel with the sparsest result)")
     parser.add_argument("--backend", choices=("numpy", "cython", "numba", "cupy", "auto"),
                         default="auto", help="compute backend (default: auto)")
     if exact:
