@@ -335,6 +335,9 @@ def unrolled_deblur(img, *, model=None, kernel_size=None, exact=False, colour="n
         check_kernel_size(ks, lum.shape)
         joint_state = not gray and colour != "nonblind"
         nb_final = model.meta.get("final_image") == "nonblind"
+        if force_check and not (nb_final and (gray or colour == "nonblind")):
+            raise InputError("classical_check=True needs a schedule network (a model whose final image is the "
+                             "non-blind step) and a gray image or colour='nonblind'")
         source, weight = lum, None
         if nb_final:
             # a kernel estimator like the classical mode's: its noise rules too
@@ -348,9 +351,6 @@ def unrolled_deblur(img, *, model=None, kernel_size=None, exact=False, colour="n
                                       return_state=joint_state)
         k = np.asarray(to_numpy(out[1]))
         check = force_check or (auto_check and ks > CHECK_BEYOND * window)
-        if force_check and not (nb_final and (gray or colour == "nonblind")):
-            raise InputError("classical_check=True needs a schedule network (a model whose final image is the "
-                             "non-blind step) and a gray image or colour='nonblind'")
         if nb_final and check and (gray or colour == "nonblind"):
             from .tv import blind_deconvolve
 

@@ -533,7 +533,7 @@ class UnrolledModel:
         # cache) in `nt` groups on threads: FFTs and large ufuncs release the
         # GIL, and the FFTs of one 2-D channel gain little from pocketfft's
         # own workers.
-        nt = max(1, min(wk, C))
+        nt = fourier._n_groups(C, wk)
         groups = [list(range(C))[i::nt] for i in range(nt)]
         fw = 1 if nt > 1 else wk
         # compiled backends: single-pass fused kernels (serial and without

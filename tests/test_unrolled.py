@@ -393,6 +393,11 @@ def test_schedule_network_classical_check():
             deblur(y, method="unrolled", model=m, kernel_size=15, classical_check=bad)
     with pytest.raises(InputError, match="coarse-to-fine"):
         deblur(y, method="unrolled", model=m, kernel_size=15, classical_check=True, pyramid=False)
+    from hqsdeblur.train import make_model
+
+    plain = make_model(channels=2, layers=2, kernel_size=7)  # not a schedule network
+    with pytest.raises(InputError, match="schedule network"):
+        deblur(y, method="unrolled", model=plain, kernel_size=15, classical_check=True)
     _, k_np = deblur(y, method="unrolled", model=m, kernel_size=15, classical_check=np.False_)
     np.testing.assert_array_equal(k_np, k_net)
 

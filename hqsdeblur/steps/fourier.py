@@ -279,7 +279,7 @@ def _over_slices(n, workers, fn):
         for i in range(n):
             fn(i, w)
         return
-    nt = min(workers, n)
+    nt = _n_groups(n, workers)
 
     def group(g):
         _serial_kernels_here()  # the threads already use the cores
@@ -287,6 +287,17 @@ def _over_slices(n, workers, fn):
             fn(i, 1)
 
     list(_pool(nt).map(group, range(nt)))
+
+
+def _n_groups(n, workers):
+    # _over_slices runs slices i, i + nt, i + 2 nt, ... on one thread
+    return max(1, min(workers, n))
+
+
+def _slice_buffers(n, workers, shape, dtype):
+    """One scratch array per thread of ``_over_slices(n, workers, fn)``:
+    slice ``i`` may use ``bufs[i % len(bufs)]`` (only its thread does)."""
+    return [np.empty(shape, dtype) for _ in range(_n_groups(n, workers))]
 
 
 _POOLS = {}
@@ -321,11 +332,10 @@ def irfft2_stack(A, s):
     wk = _workers()
     flat = A.reshape((-1,) + A.shape[-2:])
     out = np.empty(flat.shape[:1] + s, np.result_type(A.real.dtype, np.float32))
-    nt = max(1, min(wk, flat.shape[0]))
-    bufs = [np.empty(flat.shape[1:], np.result_type(A.dtype, np.complex64)) for _ in range(nt)]
+    bufs = _slice_buffers(flat.shape[0], wk, flat.shape[1:], np.result_type(A.dtype, np.complex64))
 
     def one(i, w):
-        out[i] = _irfft2_via(bufs[i % nt], flat[i], s[1], w)
+        out[i] = _irfft2_via(bufs[i % len(bufs)], flat[i], s[1], w)
 
     _over_slices(flat.shape[0], wk, one)
     return out.reshape(A.shape[:-2] + s)

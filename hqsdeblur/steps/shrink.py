@@ -78,11 +78,10 @@ def soft_shrink_spectrum(G, b, shape):
     C = G.shape[0]
     g = np.empty((C,) + shape, np.result_type(G.real.dtype, np.float32))
     Z = np.empty(G.shape, np.result_type(G.dtype, np.complex64))
-    nt = max(1, min(wk, C))
-    bufs = [np.empty(G.shape[1:], Z.dtype) for _ in range(nt)]
+    bufs = fourier._slice_buffers(C, wk, G.shape[1:], Z.dtype)
 
     def one(c, w):  # channels on threads (fourier._over_slices)
-        g[c] = fourier._irfft2_via(bufs[c % nt], G[c], shape[1], w)
+        g[c] = fourier._irfft2_via(bufs[c % len(bufs)], G[c], shape[1], w)
         z = soft_shrink(g[c : c + 1], b[c : c + 1])
         fourier._rfft2_into(Z[c], z[0], w)
 
@@ -106,12 +105,11 @@ def soft_shrink_spectrum_vjp(g, b, Zbar, shape, gbar=None):
     wk = _workers()
     C = g.shape[0]
     Gbar = np.empty(Zbar.shape, np.result_type(Zbar.dtype, np.complex64))
-    nt = max(1, min(wk, C))
-    bufs = [np.empty(Zbar.shape[1:], Gbar.dtype) for _ in range(nt)]
+    bufs = fourier._slice_buffers(C, wk, Zbar.shape[1:], Gbar.dtype)
     bbar = [None] * C
 
     def one(c, w):  # channels on threads (fourier._over_slices)
-        zb = fourier._irfft2_via(bufs[c % nt], Zbar[c], shape[1], w)
+        zb = fourier._irfft2_via(bufs[c % len(bufs)], Zbar[c], shape[1], w)
         gb, bbar[c] = soft_shrink_vjp(g[c : c + 1], b[c : c + 1], zb[None])
         if gbar is not None:
             gb += gbar[c]
