@@ -31,6 +31,7 @@ import dataclasses
 
 import numpy as np
 
+from . import _fftw
 from .backend import backend_for, blas_single_thread, get_backend, to_numpy, use_backend
 from .steps import border as border_ext
 from .steps import features, filters, fourier, kernel, reconstruct, shrink
@@ -528,7 +529,7 @@ class UnrolledModel:
         ygrid = extend(y, S, pad, border)
         Yg = sfft.rfft2(ygrid, workers=wk)
         S = tuple(S)
-        rfft2, irfft2 = sfft.rfft2, sfft.irfft2
+        aligned = _fftw.empty_aligned  # FFTW (where enabled) runs at full speed on these
         # Channels are processed one at a time (every temporary stays in
         # cache) in `nt` groups on threads: FFTs and large ufuncs release the
         # GIL, and the FFTs of one 2-D channel gain little from pocketfft's
@@ -536,17 +537,25 @@ class UnrolledModel:
         nt = fourier._n_groups(C, wk)
         groups = [list(range(C))[i::nt] for i in range(nt)]
         fw = 1 if nt > 1 else wk
+
+        def rfft2(x, out):  # one channel: the spectrum, in `out` where the transform can write it
+            return fourier._rfft2_into(out, x, fw)
+
+        def irfft2(X, out):  # destroys X
+            return fourier.irfft2_destroy(X, S, fw, out=out)
         # compiled backends: single-pass fused kernels (serial and without
         # the GIL inside each channel group's thread)
         fk = _fused_kernels(be)
 
         class _Buf:
             def __init__(self):
-                self.tmpr = np.empty(S, dtype)
+                self.tmpr = aligned(S, dtype)
+                self.g = aligned(S, dtype)
+                self.G = aligned((F1, F2), cdt)  # final features, last layer
                 if fk is not None:
-                    self.tmpr2 = np.empty(S, dtype)
+                    self.tmpr2 = aligned(S, dtype)
                     return
-                self.buf = np.empty((F1, F2), cdt)
+                self.buf = aligned((F1, F2), cdt)
                 self.d = np.empty((F1, F2), dtype)
                 self.dc = np.zeros((F1, F2), cdt)  # d as complex (imag 0): complex*real casts slowly
                 self.sq = np.empty((F1, 2 * F2), dtype)
@@ -559,17 +568,14 @@ class UnrolledModel:
             np.clip(g, -b, b, out=out)
             return np.subtract(g, out, out=out)
 
-        Z = [None] * C
+        Z = [aligned((F1, F2), cdt) for _ in range(C)]
 
         def init(gi):
             bb = bufs[gi]
             for c in groups[gi]:
-                if fk is None:
-                    np.multiply(sp["Einit"][c], Yg, out=bb.buf)
-                    u = irfft2(bb.buf, s=S, workers=fw, overwrite_x=True)
-                else:
-                    u = _irfft2_overwrite(np.multiply(sp["Einit"][c], Yg), S, fw)
-                Z[c] = rfft2(shrink_into(u, p["bias"][0][c], bb.tmpr), workers=fw)
+                np.multiply(sp["Einit"][c], Yg, out=Z[c])
+                u = irfft2(Z[c], bb.g)
+                Z[c] = rfft2(shrink_into(u, p["bias"][0][c], bb.tmpr), Z[c])
 
         def layer_fused(gi, El, P, K2, zeta, bt, last, sums):
             # the same steps as `layer`, each one pass: G overwrites Z_c,
@@ -580,19 +586,19 @@ class UnrolledModel:
             B = np.zeros((F1, F2), cdt) if last else None
             for c in groups[gi]:
                 Zc = fk.fused_feature_update(El[c], P, Z[c], K2, zeta[c], out=Z[c], parallel=False)
-                g = _irfft2_overwrite(Zc, S, fw)
+                g = irfft2(Zc, bb.g)
                 if last:
                     fk.fused_soft_shrink(g, bt[c], bb.tmpr, b2=p["bias"][L + 1][c], out2=bb.tmpr2, parallel=False)
-                    Gc = rfft2(bb.tmpr2, workers=fw)
+                    Gc = rfft2(bb.tmpr2, bb.G)
                 else:
                     fk.fused_soft_shrink(g, bt[c], bb.tmpr, parallel=False)
-                Zc = Z[c] = rfft2(bb.tmpr, workers=fw)
+                Zc = Z[c] = rfft2(bb.tmpr, Z[c])
                 if sums:
                     fk.fused_kernel_ls_sums(Zc, El[c], num, sqsum, parallel=False)
                 if last:
                     B += sp["Wc"][c] * Gc
                     if return_state:
-                        Gf[c] = Gc
+                        Gf[c] = Gc.copy()  # bb.G is reused
             return num, sqsum, B
 
         def layer(gi, El, P, K2, zeta, bt, last, sums):
@@ -612,9 +618,8 @@ class UnrolledModel:
                 np.reciprocal(d, out=d)
                 dc.real[...] = d
                 buf *= dc
-                g = irfft2(buf, s=S, workers=fw, overwrite_x=True)
-                Zc = rfft2(shrink_into(g, bt[c], bb.tmpr), workers=fw)
-                Z[c] = Zc
+                g = irfft2(buf, bb.g)
+                Zc = Z[c] = rfft2(shrink_into(g, bt[c], bb.tmpr), Z[c])
                 if sums:
                     # kernel LS sums: conj(Z) E (times Yg later) and |Z|^2
                     # (interleaved re/im) over the channels
@@ -627,11 +632,11 @@ class UnrolledModel:
                 if last:
                     # final features: their reconstruction term does not
                     # depend on the final kernel (only on the re-centring phase)
-                    Gc = rfft2(shrink_into(g, p["bias"][L + 1][c], bb.tmpr), workers=fw)
+                    Gc = rfft2(shrink_into(g, p["bias"][L + 1][c], bb.tmpr), bb.G)
                     np.multiply(sp["Wc"][c], Gc, out=buf)
                     B += buf
                     if return_state:
-                        Gf[c] = Gc
+                        Gf[c] = Gc.copy()  # bb.G is reused
             return num, sqsum, B
 
         pool = None
@@ -680,7 +685,7 @@ class UnrolledModel:
                 den += 1
                 np.reciprocal(den, out=den)
                 num *= den.astype(cdt)
-                kt = irfft2(num, s=S, workers=wk, overwrite_x=True) if fk is None else _irfft2_overwrite(num, S, wk)
+                kt = fourier.irfft2_destroy(num, S, wk)
                 k, _ = _kernel_constraint(cfg, kt, p["kernel_bias"][t])
         finally:
             if pool is not None:
@@ -700,7 +705,7 @@ class UnrolledModel:
         den += sp["den0"]
         np.reciprocal(den, out=den)
         B *= den.astype(cdt)
-        xg = sfft.irfft2(B, s=S, workers=wk, overwrite_x=True) if fk is None else _irfft2_overwrite(B, S, wk)
+        xg = fourier.irfft2_destroy(B, S, wk)
         x = xg[h : h + Hv, h : h + Wv]
         if return_state:
             Gf = np.stack(Gf)
@@ -957,19 +962,6 @@ def _fused_kernels(be):
     except ImportError:  # e.g. an installed package built before _fused existed
         return None
     return mod
-
-
-def _irfft2_overwrite(X, S, workers):
-    """``scipy.fft.irfft2(X, s=S)`` of a C-contiguous half spectrum it may
-    destroy: the column transform in place, then the rows: ~35 % faster
-    than ``irfft2`` on a 360 x 251 half spectrum here (probably the complex
-    temporary of pocketfft's multi-axis inverse). Same transforms; the 1/N
-    factor is applied per axis, so the result differs from ``irfft2`` at
-    round-off level."""
-    import scipy.fft as sfft
-
-    X = sfft.ifft(X, axis=0, workers=workers, overwrite_x=True)
-    return sfft.irfft(X, n=S[1], axis=1, workers=workers, overwrite_x=True)
 
 
 def _initial_kernel(k0, size, xp, dtype):

@@ -23,6 +23,7 @@ import threading
 import numpy as np
 import scipy.fft
 
+from .. import _fftw
 from ..backend import _serial_kernels_here, backend_for
 
 __all__ = [
@@ -262,6 +263,11 @@ def rfft2_stack(a):
     from ..backend import _workers
 
     wk = _workers()
+    if a.dtype.char in "fd" and _fftw.enabled():  # whole 2-D transforms, one per slice and thread
+        flat = a.reshape((-1,) + a.shape[-2:])
+        R = _fftw.empty_aligned(flat.shape[:-1] + (a.shape[-1] // 2 + 1,), np.result_type(a.dtype, np.complex64))
+        _over_slices(flat.shape[0], wk, lambda i, w: _rfft2_into(R[i], flat[i], w))
+        return R.reshape(a.shape[:-1] + R.shape[-1:])
     R = scipy.fft.rfft(a, axis=-1, workers=wk)
     flat = R.reshape((-1,) + R.shape[-2:])
     _over_slices(flat.shape[0], wk, lambda i, w: _fft_columns_inplace(flat[i], w))
@@ -331,11 +337,11 @@ def irfft2_stack(A, s):
 
     wk = _workers()
     flat = A.reshape((-1,) + A.shape[-2:])
-    out = np.empty(flat.shape[:1] + s, np.result_type(A.real.dtype, np.float32))
+    out = _fftw.empty_aligned(flat.shape[:1] + s, np.result_type(A.real.dtype, np.float32))
     bufs = _slice_buffers(flat.shape[0], wk, flat.shape[1:], np.result_type(A.dtype, np.complex64))
 
     def one(i, w):
-        out[i] = _irfft2_via(bufs[i % len(bufs)], flat[i], s[1], w)
+        _irfft2_via(bufs[i % len(bufs)], flat[i], s[1], w, out=out[i])
 
     _over_slices(flat.shape[0], wk, one)
     return out.reshape(A.shape[:-2] + s)
@@ -353,17 +359,40 @@ def _fft_columns_inplace(R, workers):
 
 
 def _rfft2_into(out, x, workers):
-    """``out[...] = rfft2(x)`` for a 2-D `x` and a C-contiguous `out`."""
+    """``out[...] = rfft2(x)`` for a 2-D `x` and a C-contiguous `out`
+    (FFTW for a one-thread transform where it is enabled)."""
+    if workers == 1 and x.dtype.char in "fd" and _fftw.enabled():
+        return _fftw.rfft2(x, out)
     out[...] = scipy.fft.rfft(x, axis=-1, workers=workers)
     return _fft_columns_inplace(out, workers)
 
 
-def _irfft2_via(buf, X, width, workers):
+def _irfft2_via(buf, X, width, workers, out=None):
     """``irfft2(X, s=(X.shape[0], width))`` of a 2-D half spectrum through the
-    complex buffer `buf` (same shape; overwritten, `X` is not)."""
+    complex buffer `buf` (same shape; overwritten, `X` is not); into `out`
+    when given."""
     buf[...] = X
-    Xc = scipy.fft.ifft(buf, axis=0, workers=workers, overwrite_x=True)  # in place (contiguous complex)
-    return scipy.fft.irfft(Xc, n=width, axis=1, workers=workers)
+    return irfft2_destroy(buf, (X.shape[0], width), workers, out=out)
+
+
+def irfft2_destroy(X, s, workers, out=None):
+    """``scipy.fft.irfft2(X, s=s)`` of a C-contiguous 2-D half spectrum that
+    may be destroyed; into `out` when given.
+
+    One-thread transforms use FFTW where it is enabled. Otherwise the column
+    transform runs in place, then the rows: ~35 % faster than ``irfft2`` on a
+    360 x 251 half spectrum here (pocketfft's multi-axis inverse makes a
+    complex temporary). The 1/N factor is applied per axis: the result
+    differs from ``irfft2`` at round-off level.
+    """
+    if workers == 1 and X.dtype.char in "FD" and _fftw.enabled():
+        return _fftw.irfft2(X, s, out)
+    Xc = scipy.fft.ifft(X, axis=0, workers=workers, overwrite_x=True)  # in place (contiguous complex)
+    r = scipy.fft.irfft(Xc, n=s[1], axis=1, workers=workers, overwrite_x=True)
+    if out is None:
+        return r
+    out[...] = r
+    return out
 
 
 def otf2psf(K, kshape, shape, *, centre=None):
