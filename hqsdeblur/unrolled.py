@@ -527,8 +527,13 @@ class UnrolledModel:
             return _small_otf(e[:, 0], S, (e.shape[-1] // 2,) * 2, sign=+1, dtype=cdt)
 
         ygrid = extend(y, S, pad, border)
-        Yg = sfft.rfft2(ygrid, workers=wk)
         S = tuple(S)
+        # the transforms between the channel loops run on the main thread
+        # alone: on grids below ~2^18 pixels pocketfft's threads cost more
+        # than they save (irfft2 336 x 500: 0.46 ms on one thread, 0.50-0.61
+        # ms with two; the kernel's transfer function 0.22 vs 0.75 ms)
+        sw = wk if S[0] * S[1] > _SERIAL_FFT_PIXELS else 1
+        Yg = sfft.rfft2(ygrid, workers=sw)
         aligned = _fftw.empty_aligned  # FFTW (where enabled) runs at full speed on these
         # Channels are processed one at a time (every temporary stays in
         # cache) in `nt` groups on threads: FFTs and large ufuncs release the
@@ -656,7 +661,7 @@ class UnrolledModel:
             k = _initial_kernel(k0, Hk, np, dtype)
             for t in range(L):
                 El = E(cfg.feature_index(t))
-                K = _kernel_otf(k, S, wk)
+                K = _kernel_otf(k, S, sw)
                 K2 = K.real * K.real
                 K2 += K.imag * K.imag
                 zeta = (cfg.prox_scale * p["zeta"][t]).astype(dtype)
@@ -685,7 +690,7 @@ class UnrolledModel:
                 den += 1
                 np.reciprocal(den, out=den)
                 num *= den.astype(cdt)
-                kt = fourier.irfft2_destroy(num, S, wk)
+                kt = fourier.irfft2_destroy(num, S, sw)
                 k, _ = _kernel_constraint(cfg, kt, p["kernel_bias"][t])
         finally:
             if pool is not None:
@@ -695,7 +700,7 @@ class UnrolledModel:
         if shift != (0, 0):
             k = kernel.shift_kernel(k, shift)
         ramp = _phase(S, (-shift[0], -shift[1]), cdt) if shift != (0, 0) else None
-        K = _kernel_otf(k, S, wk)
+        K = _kernel_otf(k, S, sw)
         # X = (conj(K) Y0 + ramp * sum_c eta_c conj(W_c) Gf_c) / (|K|^2 + sum_c eta_c |W_c|^2)
         if ramp is not None:
             B *= ramp
@@ -705,7 +710,7 @@ class UnrolledModel:
         den += sp["den0"]
         np.reciprocal(den, out=den)
         B *= den.astype(cdt)
-        xg = fourier.irfft2_destroy(B, S, wk)
+        xg = fourier.irfft2_destroy(B, S, sw)
         x = xg[h : h + Hv, h : h + Wv]
         if return_state:
             Gf = np.stack(Gf)
@@ -962,6 +967,12 @@ def _fused_kernels(be):
     except ImportError:  # e.g. an installed package built before _fused existed
         return None
     return mod
+
+
+#: Grid size (pixels) above which the fast forward's transforms outside the
+#: channel loops use every FFT worker (measured on 2 cores: 512^2 and larger
+#: gain from two workers, 336 x 500 loses).
+_SERIAL_FFT_PIXELS = 1 << 18
 
 
 def _initial_kernel(k0, size, xp, dtype):
