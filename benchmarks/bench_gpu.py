@@ -3,18 +3,20 @@
 Cases (float32, times in ms, best of N after a warm-up; GPU times end with a
 device synchronisation):
 
-* unrolled inference of 290x450 gray images with the shipped model, per image:
-  16 different images one by one (``model.forward`` on device arrays, and
-  :func:`hqsdeblur.deblur` with host arrays), and the 16 as one stack
-  (``model.forward_batch``); also in FFT-equivalents of one
-  ``cupy.fft.rfft2`` of the 384x576 grid;
+* unrolled inference of 290x450 gray images, per image, with the published
+  architecture (16 channels x 10 layers: ``../shared/reference``'s weights
+  when present, else an untrained model of that shape) -- 16 different
+  images one by one (``model.forward`` on device arrays) and as one stack
+  (``model.forward_batch``), also in FFT-equivalents of one
+  ``cupy.fft.rfft2`` of the 384x576 grid -- and the shipped model through
+  :func:`hqsdeblur.deblur` (host arrays in and out);
 * one training step (forward with tape + backward) on a batch of 16 patches
   of 256x256, with the GPU memory the step needed (CuPy pool high-water mark);
 * classical TV blind deblurring of a 255x255 image (27-pixel kernel window);
 * non-blind hyper-Laplacian deconvolution of a 1024x1024 image.
 
 Prints a Markdown table and, with ``--json PATH``, writes the numbers.
-Run ``python benchmarks/bench_gpu.py [--quick] [--json out.json]``.
+Run ``python benchmarks/bench_gpu.py [--quick] [--json out.json] [--cases unrolled tv ...]``.
 """
 
 from __future__ import annotations
@@ -38,8 +40,21 @@ from hqsdeblur.backend import get_backend, use_backend  # noqa: E402
 from hqsdeblur.deblur import deblur  # noqa: E402
 from hqsdeblur.nonblind import deconvolve  # noqa: E402
 
-MODEL = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                     "hqsdeblur", "models", "hqsdeblur_unrolled.npz")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODEL = os.path.join(ROOT, "hqsdeblur", "models", "hqsdeblur_unrolled.npz")
+PUBLISHED = os.path.join(ROOT, "..", "shared", "reference", "dublid_linear_16c10l.npz")
+CASES = ("unrolled", "train_step", "tv", "nonblind")
+
+
+def _published_model():
+    """The published architecture: its weights where ../shared has them,
+    else the same shape untrained (the same work per image)."""
+    if os.path.exists(PUBLISHED):
+        return model_io.load_model(PUBLISHED), "published weights"
+    from hqsdeblur.unrolled import UnrolledConfig, UnrolledModel, init_params
+
+    cfg = UnrolledConfig(channels=16, layers=10, kernel_size=45)
+    return UnrolledModel(cfg, init_params(cfg, dtype=np.float32)), "published shape, untrained"
 
 
 def _scene(shape, seed):
@@ -100,6 +115,7 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="batches of 4, one repeat")
     ap.add_argument("--json")
     ap.add_argument("--cpu-backend", default="numpy")
+    ap.add_argument("--cases", nargs="+", choices=CASES, default=list(CASES))
     args = ap.parse_args(argv)
     import cupy
 
@@ -124,6 +140,8 @@ def main(argv=None):
     print("|---|---:|---:|---:|")
 
     def case(fn):
+        if fn.__name__ not in args.cases:
+            return
         try:
             fn()
         except Exception as exc:  # report and go on: one broken case must not hide the others
@@ -135,7 +153,9 @@ def main(argv=None):
 
     @case
     def unrolled():
-        _unrolled(model, B, rep, cpu, res, row)
+        published, what = _published_model()
+        print(f"# unrolled rows: {what} (16 channels x 10 layers); deblur() row: the shipped model")
+        _unrolled(published, model, B, rep, cpu, res, row)
 
     @case
     def train_step():
@@ -161,7 +181,7 @@ def main(argv=None):
     return 0
 
 
-def _unrolled(model, B, rep, cpu, res, row):
+def _unrolled(model, shipped, B, rep, cpu, res, row):
     import cupy
 
     # a batch of B different images, per image
@@ -175,8 +195,8 @@ def _unrolled(model, B, rep, cpu, res, row):
     res["fft_unit_ms"] = {"gpu": unit_g * 1e3, "cpu": unit_c * 1e3}
     row("unrolled 290x450 gray, per image (model.forward on device arrays)", t_gpu, t_cpu,
         f" GPU {t_gpu / unit_g:.0f} FFT-eq; CPU {t_cpu / unit_c:.0f} FFT-eq")
-    t_gpu = _time(lambda: [deblur(y, method="unrolled", model=model, backend="cupy") for y in ys], rep, True) / B
-    row("unrolled 290x450 gray, per image (deblur(), host in/out)", t_gpu, None)
+    t_gpu = _time(lambda: [deblur(y, method="unrolled", model=shipped, backend="cupy") for y in ys[:4]], 1, True) / 4
+    row("shipped model, 290x450 gray, per image (deblur(), host in/out, 4 images)", t_gpu, None)
     # the whole stack at once: one pass per layer over (B, C, ...)
     stack = cupy.asarray(np.stack(ys))
     t_gpu = _time(lambda: model.forward_batch(stack, max_batch=B), rep, True) / B

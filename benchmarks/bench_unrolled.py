@@ -9,6 +9,9 @@ wall time and process CPU time are reported; on shared cores trust the CPU
 column (wall time includes waiting for other jobs). With the 'cython' and
 'numba' backends the fast forward runs the fused compiled kernels
 (:mod:`hqsdeblur._fused_ref`); with 'numpy' the NumPy ufunc sequence.
+Where pyFFTW is installed the per-channel 2-D transforms run on FFTW
+(:mod:`hqsdeblur._fftw`); a 'pocketfft' row then repeats the fast forward
+with ``HQSDEBLUR_FFTW=0`` in the same run.
 
 Run ``python benchmarks/bench_unrolled.py [--quick] [--fast-only] [--backend NAME]``.
 """
@@ -30,7 +33,7 @@ except ImportError:
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import hqsdeblur  # noqa: E402
-from hqsdeblur import model_io, unrolled  # noqa: E402
+from hqsdeblur import _fftw, model_io, unrolled  # noqa: E402
 from hqsdeblur.backend import get_backend, use_backend  # noqa: E402
 
 SHARED = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared"))
@@ -112,6 +115,7 @@ def main(argv=None):
         if missing:
             ap.error(f"backend(s) not available here: {', '.join(missing)}")
         backends = [be for be in backends if be in args.backend]
+    fftw_env = os.environ.get("HQSDEBLUR_FFTW", "1")
     for be in backends:
 
         def fast(be=be):
@@ -140,6 +144,18 @@ def main(argv=None):
                 model.backward(T, x - y)
 
         cases[f"{be} fast"] = fast
+        if _fftw.enabled():
+
+            def fast_pocket(be=be):
+                # the same forward with scipy.fft (pocketfft) for every transform
+                os.environ["HQSDEBLUR_FFTW"] = "0"
+                try:
+                    with use_backend(be):
+                        model.forward(y)
+                finally:
+                    os.environ["HQSDEBLUR_FFTW"] = fftw_env
+
+            cases[f"{be} fast, pocketfft (HQSDEBLUR_FFTW=0)"] = fast_pocket
         if args.fast_only:
             continue
         if not args.quick:
@@ -175,6 +191,8 @@ def main(argv=None):
         fk = unrolled._fused_kernels(get_backend(be))
         how = f"fused kernels ({fk.__name__})" if fk is not None else "NumPy ufunc sequence"
         print(f"\n{be} fast path elementwise steps: {how}")
+    print("\nper-channel 2-D transforms: " + ("FFTW (pyFFTW), pocketfft rows for comparison" if _fftw.enabled()
+                                               else "scipy.fft (pocketfft); pip install pyfftw for FFTW"))
     print(f"\nPublished PyTorch: {PYTORCH_S[0] * 1e3:.0f}-{PYTORCH_S[1] * 1e3:.0f} ms (reference machine).")
     return 0
 

@@ -23,6 +23,7 @@ methods can be measured at different times.
 """
 
 import argparse
+import os
 import datetime as _dt
 import json
 import sys
@@ -38,6 +39,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from hqsdeblur.data import blur_valid, degrade, linear_kernel, load_gray  # noqa: E402
 from hqsdeblur.evaluate import format_table  # noqa: E402
 from hqsdeblur.metrics import aligned_compare, kernel_rmse  # noqa: E402
+os.environ.setdefault("HQSDEBLUR_FFTW", "0")  # scored with pocketfft, as eval_all.py says why
 
 KODAK = REPO.parent / "shared" / "data" / "train_images" / "kodak24"
 SIZE = 256  # blurred / sharp size

@@ -109,8 +109,10 @@ def _workers():
             return max(1, int(env))
         except ValueError:
             pass
-    return os.cpu_count() or 1
+    return _CPUS
 
+
+_CPUS = os.cpu_count() or 1  # read once: os.cpu_count() took ~20 us a call here (400 calls a training step)
 
 _THREAD = threading.local()
 
