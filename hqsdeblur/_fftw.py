@@ -127,6 +127,8 @@ class _Plan:
         dst = out if _fits(out, self.dst, f.output_alignment) else self.dst
         f.update_arrays(src, dst)
         f.execute()
+        if src is not self.src or dst is not self.dst:
+            f.update_arrays(self.src, self.dst)  # never keep the caller's arrays alive
         if dst is not out:
             out[...] = dst
         return out

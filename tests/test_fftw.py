@@ -90,6 +90,16 @@ def test_unrolled_forward_agrees_with_and_without_fftw(monkeypatch, backend):
         assert np.abs(a[0] - b[0]).max() < 1e-10 and np.abs(a[1] - b[1]).max() < 1e-10
 
 
+def test_plans_keep_no_caller_arrays(fftw_on):
+    x = _fftw.empty_aligned((20, 26), np.float32)
+    x[...] = 1
+    out = _fftw.empty_aligned((20, 14), np.complex64)
+    _fftw.rfft2(x, out)
+    p = _fftw._plan("r2c", x.shape, np.float32)
+    assert p.fftw.input_array is p.src and p.fftw.output_array is p.dst
+    assert out[0, 0] == 20 * 26
+
+
 def test_plans_are_per_thread(fftw_on):
     rng = np.random.default_rng(3)
     xs = rng.standard_normal((8, 40, 50)).astype(np.float32)
