@@ -115,7 +115,7 @@ def main(argv=None):
         if missing:
             ap.error(f"backend(s) not available here: {', '.join(missing)}")
         backends = [be for be in backends if be in args.backend]
-    fftw_env = os.environ.get("HQSDEBLUR_FFTW", "1")
+    fftw_env = os.environ.get("HQSDEBLUR_FFTW")  # restored as found (unset stays unset)
     for be in backends:
 
         def fast(be=be):
@@ -153,7 +153,10 @@ def main(argv=None):
                     with use_backend(be):
                         model.forward(y)
                 finally:
-                    os.environ["HQSDEBLUR_FFTW"] = fftw_env
+                    if fftw_env is None:
+                        del os.environ["HQSDEBLUR_FFTW"]
+                    else:
+                        os.environ["HQSDEBLUR_FFTW"] = fftw_env
 
             cases[f"{be} fast, pocketfft (HQSDEBLUR_FFTW=0)"] = fast_pocket
         if args.fast_only:

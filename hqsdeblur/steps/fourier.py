@@ -302,8 +302,9 @@ def _n_groups(n, workers):
 
 def _slice_buffers(n, workers, shape, dtype):
     """One scratch array per thread of ``_over_slices(n, workers, fn)``:
-    slice ``i`` may use ``bufs[i % len(bufs)]`` (only its thread does)."""
-    return [np.empty(shape, dtype) for _ in range(_n_groups(n, workers))]
+    slice ``i`` may use ``bufs[i % len(bufs)]`` (only its thread does).
+    Aligned for FFTW, which would otherwise copy them once more."""
+    return [_fftw.empty_aligned(shape, dtype) for _ in range(_n_groups(n, workers))]
 
 
 _POOLS = {}

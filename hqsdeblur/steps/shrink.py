@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import _fftw
 from ..backend import backend_for
 from . import fourier
 
@@ -76,12 +77,12 @@ def soft_shrink_spectrum(G, b, shape):
 
     wk = _workers()
     C = G.shape[0]
-    g = np.empty((C,) + shape, np.result_type(G.real.dtype, np.float32))
-    Z = np.empty(G.shape, np.result_type(G.dtype, np.complex64))
+    g = _fftw.empty_aligned((C,) + shape, np.result_type(G.real.dtype, np.float32))
+    Z = _fftw.empty_aligned(G.shape, np.result_type(G.dtype, np.complex64))
     bufs = fourier._slice_buffers(C, wk, G.shape[1:], Z.dtype)
 
     def one(c, w):  # channels on threads (fourier._over_slices)
-        g[c] = fourier._irfft2_via(bufs[c % len(bufs)], G[c], shape[1], w)
+        fourier._irfft2_via(bufs[c % len(bufs)], G[c], shape[1], w, out=g[c])
         z = soft_shrink(g[c : c + 1], b[c : c + 1])
         fourier._rfft2_into(Z[c], z[0], w)
 
@@ -104,7 +105,7 @@ def soft_shrink_spectrum_vjp(g, b, Zbar, shape, gbar=None):
 
     wk = _workers()
     C = g.shape[0]
-    Gbar = np.empty(Zbar.shape, np.result_type(Zbar.dtype, np.complex64))
+    Gbar = _fftw.empty_aligned(Zbar.shape, np.result_type(Zbar.dtype, np.complex64))
     bufs = fourier._slice_buffers(C, wk, Zbar.shape[1:], Gbar.dtype)
     bbar = [None] * C
 
